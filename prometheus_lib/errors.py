@@ -1,0 +1,47 @@
+"""One error tree for the whole platform.
+
+Every error is a ``PrometheusError`` and also inherits the matching builtin, so callers can
+catch either. Messages name the culprit (file, key, row, parameter), the bad value and what is
+valid.
+"""
+
+from __future__ import annotations
+
+
+class PrometheusError(Exception):
+    """Base class of every error raised by Prometheus."""
+
+
+class ConfigError(PrometheusError, ValueError):
+    """A configuration file or value is invalid."""
+
+
+class NotSessionError(PrometheusError, ValueError):
+    """A date is not a trading session of the calendar in use."""
+
+
+class CalendarError(PrometheusError, ValueError):
+    """A calendar was asked for something outside what it covers."""
+
+
+class WarehouseError(PrometheusError, RuntimeError):
+    """The warehouse could not complete an operation."""
+
+
+class SchemaMismatchError(WarehouseError, ValueError):
+    """A frame does not match the columns of the table it is written to."""
+
+
+class UnknownTableError(WarehouseError, KeyError):
+    """A table name is not in the catalogue."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class DataValidationError(PrometheusError, ValueError):
+    """Input data failed validation as a whole (not row by row: rows go to quarantine)."""
+
+
+class ProviderError(PrometheusError, RuntimeError):
+    """A market data provider could not deliver data."""
