@@ -45,6 +45,13 @@ def _as_date(value: date | datetime | str | pd.Timestamp, name: str = "date") ->
     raise CalendarError(f"{name} must be a date, was {value!r} ({type(value).__name__})")
 
 
+def _utc_ns(at: datetime) -> np.datetime64:
+    # A naive datetime would be read as the host's local time by astimezone: refuse it.
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise CalendarError(f"at must be timezone-aware, was naive {at.isoformat()}")
+    return np.datetime64(at.astimezone(ZoneInfo("UTC")).replace(tzinfo=None), "ns")
+
+
 @functools.lru_cache(maxsize=32)
 def _load(code: str, start: date) -> xcals.ExchangeCalendar:
     try:
@@ -177,9 +184,19 @@ class TradingCalendar:
         return self._sessions[i].astype(date)
 
     def non_session_weekdays(self, start: date | str, end: date | str) -> list[date]:
-        """Return the Monday-to-Friday dates in ``[start, end]`` that are not sessions (holidays)."""
+        """Return the Monday-to-Friday dates in ``[start, end]`` that are not sessions (holidays).
+
+        Raises
+        ------
+        CalendarError
+            If ``end`` is before ``start``, or a weekday in the range lies outside the calendar
+            (it would otherwise be reported as a holiday).
+        """
         s, e = _as_date(start, "start"), _as_date(end, "end")
         days = pd.bdate_range(s, e).date
+        if len(days):
+            self._check_bounds(days[0], "start")
+            self._check_bounds(days[-1], "end")
         sessions = set(self.sessions(s, e))
         return [d for d in days if d not in sessions]
 
@@ -219,9 +236,7 @@ class TradingCalendar:
         CalendarError
             If ``at`` is naive.
         """
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise CalendarError(f"at must be timezone-aware, was naive {at.isoformat()}")
-        t = np.datetime64(at.astimezone(ZoneInfo("UTC")).replace(tzinfo=None), "ns")
+        t = _utc_ns(at)
         # The last session whose open is <= t + pre_open, and its neighbour after.
         pre = np.timedelta64(int(self.pre_open.total_seconds() * 1e9), "ns")
         post = np.timedelta64(int(self.post_close.total_seconds() * 1e9), "ns")
@@ -239,13 +254,19 @@ class TradingCalendar:
         """Return the session whose open..close contains ``at``, or None."""
         if self.market_state(at) is not MarketState.SESSION:
             return None
-        t = np.datetime64(at.astimezone(ZoneInfo("UTC")).replace(tzinfo=None), "ns")
+        t = _utc_ns(at)
         i = int(np.searchsorted(self._opens, t, side="right")) - 1
         return self._sessions[i].astype(date)
 
     def last_closed_session(self, at: datetime) -> date:
-        """Return the most recent session whose close is at or before ``at``."""
-        t = np.datetime64(at.astimezone(ZoneInfo("UTC")).replace(tzinfo=None), "ns")
+        """Return the most recent session whose close is at or before ``at`` (timezone-aware).
+
+        Raises
+        ------
+        CalendarError
+            If ``at`` is naive, or no session has closed by ``at``.
+        """
+        t = _utc_ns(at)
         i = int(np.searchsorted(self._closes, t, side="right")) - 1
         if i < 0:
             raise CalendarError(f"no {self.code} session has closed by {at.isoformat()}")

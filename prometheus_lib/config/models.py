@@ -1,0 +1,174 @@
+"""Typed, frozen configuration: markets, strategies, engines and the warehouse.
+
+Every model forbids unknown keys and is immutable. Secrets and URLs never live here: a config
+names the environment variable that holds them (for example ``url_env``), and the Dagster layer
+reads it with ``EnvVar``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from prometheus_lib.data.synthetic import SyntheticMarketConfig
+
+
+class FrozenModel(BaseModel):
+    """Base of every config model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def config_hash(self) -> str:
+        """Return a stable 16-hex-digit hash of the config's content."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$", max_length=64)]
+
+
+class DataSourceConfig(FrozenModel):
+    """Where a market's daily data comes from."""
+
+    kind: Literal["synthetic", "file", "yfinance"] = "synthetic"
+    synthetic: SyntheticMarketConfig | None = None
+    paths: tuple[str, ...] = ()  # file: files, directories or globs (relative to PROMETHEUS_HOME)
+    instrument_master: str | None = None
+    tickers: tuple[str, ...] = ()  # yfinance
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> DataSourceConfig:
+        if self.kind == "file" and not self.paths:
+            raise ValueError("data_source.kind is 'file' but data_source.paths is empty")
+        if self.kind == "yfinance" and not self.tickers:
+            raise ValueError("data_source.kind is 'yfinance' but data_source.tickers is empty")
+        return self
+
+
+class MarketConfig(FrozenModel):
+    """One market: its exchange calendar, daily-cycle windows and data source."""
+
+    market_id: Identifier
+    name: str
+    calendar: str
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    asset_class: Literal["EQUITY", "FUTURE", "FX", "CREDIT", "MULTI"]
+    region: str
+    pre_open_minutes: Annotated[int, Field(ge=0, le=720)] = 90
+    post_close_minutes: Annotated[int, Field(ge=0, le=720)] = 180
+    history_start: date = date(2015, 1, 2)
+    data_source: DataSourceConfig = DataSourceConfig()
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        import exchange_calendars as xcals
+
+        names = xcals.get_calendar_names(include_aliases=True)
+        if value not in names:
+            raise ValueError(f"unknown exchange calendar {value!r}; e.g. XNYS, XETR, XTKS, CMES, 24/5")
+        return value
+
+
+class PortfolioConfig(FrozenModel):
+    """A strategy's book."""
+
+    portfolio_id: Identifier
+    name: str
+    base_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    initial_capital: Annotated[float, Field(gt=0)] = 10_000_000.0
+    mode: Literal["BACKTEST", "PAPER", "LIVE"] = "BACKTEST"
+
+
+class StrategyConfig(FrozenModel):
+    """A strategy: the market it trades and its book."""
+
+    strategy_id: Identifier
+    name: str
+    market_id: Identifier
+    description: str = ""
+    universe_size: PositiveInt = 50
+    rebalance_every_sessions: PositiveInt = 1
+    max_position_weight: Annotated[float, Field(gt=0, le=1)] = 0.05
+    portfolios: tuple[PortfolioConfig, ...] = ()
+
+
+class DataQualityConfig(FrozenModel):
+    """Thresholds of the ingestion asset checks."""
+
+    freshness_max_lag_sessions: Annotated[int, Field(ge=0)] = 1
+    max_instrument_gap_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class EnginesConfig(FrozenModel):
+    """Engine settings. Engines add their own ``<Engine>Config`` sections as they land."""
+
+    data_quality: DataQualityConfig = DataQualityConfig()
+
+
+class DuckDBConfig(FrozenModel):
+    """The embedded warehouse file, relative to PROMETHEUS_HOME unless absolute."""
+
+    path: str = "warehouse/prometheus.duckdb"
+    threads: PositiveInt | None = None
+    memory_limit: str | None = None
+
+
+class PostgresConfig(FrozenModel):
+    """PostgreSQL warehouse: the URL is read from the environment variable ``url_env``."""
+
+    url_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] = "PROMETHEUS_WAREHOUSE_URL"
+
+
+class WarehouseConfig(FrozenModel):
+    """Which warehouse backend to use; PostgreSQL when its URL variable is set, else DuckDB."""
+
+    backend: Literal["auto", "duckdb", "postgres"] = "auto"
+    duckdb: DuckDBConfig = DuckDBConfig()
+    postgres: PostgresConfig = PostgresConfig()
+
+
+class PlatformConfig(FrozenModel):
+    """Everything under ``configs/``."""
+
+    markets: tuple[MarketConfig, ...]
+    primary_market: Identifier
+    strategies: tuple[StrategyConfig, ...]
+    default_strategy: Identifier
+    engines: EnginesConfig = EnginesConfig()
+    warehouse: WarehouseConfig = WarehouseConfig()
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> PlatformConfig:
+        ids = [m.market_id for m in self.markets]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate market_id in markets: {ids}")
+        if self.primary_market not in ids:
+            raise ValueError(f"primary_market {self.primary_market!r} is not a market; markets: {ids}")
+        sids = [s.strategy_id for s in self.strategies]
+        if len(set(sids)) != len(sids):
+            raise ValueError(f"duplicate strategy_id in strategies: {sids}")
+        if self.default_strategy not in sids:
+            raise ValueError(f"default_strategy {self.default_strategy!r} is not a strategy; strategies: {sids}")
+        for s in self.strategies:
+            if s.market_id not in ids:
+                raise ValueError(f"strategy {s.strategy_id} trades unknown market {s.market_id!r}; markets: {ids}")
+        return self
+
+    def market(self, market_id: str) -> MarketConfig:
+        """Return the market called ``market_id``."""
+        for m in self.markets:
+            if m.market_id == market_id:
+                return m
+        raise KeyError(f"unknown market {market_id!r}; markets: {[m.market_id for m in self.markets]}")
+
+    def strategy(self, strategy_id: str) -> StrategyConfig:
+        """Return the strategy called ``strategy_id``."""
+        for s in self.strategies:
+            if s.strategy_id == strategy_id:
+                return s
+        raise KeyError(f"unknown strategy {strategy_id!r}; strategies: {[s.strategy_id for s in self.strategies]}")
