@@ -201,6 +201,23 @@ class TradingCalendar:
         return [d for d in days if d not in sessions]
 
     # ------------------------------------------------------------ times
+    def _windows(self) -> tuple[np.timedelta64, np.timedelta64]:
+        pre = np.timedelta64(int(self.pre_open.total_seconds() * 1e9), "ns")
+        post = np.timedelta64(int(self.post_close.total_seconds() * 1e9), "ns")
+        return pre, post
+
+    def _instant(self, at: datetime) -> np.datetime64:
+        # Beyond the sessions the calendar knows, CLOSED (or "last closed") would be a guess.
+        t = _utc_ns(at)
+        pre, post = self._windows()
+        lo, hi = self._opens[0] - pre, self._closes[-1] + post
+        if not lo <= t < hi:
+            raise CalendarError(
+                f"at {at.isoformat()} is outside calendar {self.code}'s range "
+                f"{self._utc(lo).isoformat()}..{self._utc(hi).isoformat()} (UTC, end excluded)"
+            )
+        return t
+
     def _utc(self, value: np.datetime64) -> datetime:
         return pd.Timestamp(value).tz_localize("UTC").to_pydatetime()
 
@@ -234,12 +251,12 @@ class TradingCalendar:
         Raises
         ------
         CalendarError
-            If ``at`` is naive.
+            If ``at`` is naive, or outside the calendar (before the first session's pre-open
+            window or after the last session's post-close window).
         """
-        t = _utc_ns(at)
-        # The last session whose open is <= t + pre_open, and its neighbour after.
-        pre = np.timedelta64(int(self.pre_open.total_seconds() * 1e9), "ns")
-        post = np.timedelta64(int(self.post_close.total_seconds() * 1e9), "ns")
+        t = self._instant(at)
+        pre, post = self._windows()
+        # The last session whose open is <= t, and its neighbour after.
         i = int(np.searchsorted(self._opens, t, side="right")) - 1
         if i >= 0 and self._opens[i] <= t < self._closes[i]:
             return MarketState.SESSION
@@ -251,10 +268,16 @@ class TradingCalendar:
         return MarketState.CLOSED
 
     def session_at(self, at: datetime) -> date | None:
-        """Return the session whose open..close contains ``at``, or None."""
+        """Return the session whose open..close contains ``at``, or None.
+
+        Raises
+        ------
+        CalendarError
+            As `market_state` does.
+        """
         if self.market_state(at) is not MarketState.SESSION:
             return None
-        t = _utc_ns(at)
+        t = self._instant(at)
         i = int(np.searchsorted(self._opens, t, side="right")) - 1
         return self._sessions[i].astype(date)
 
@@ -264,9 +287,10 @@ class TradingCalendar:
         Raises
         ------
         CalendarError
-            If ``at`` is naive, or no session has closed by ``at``.
+            If ``at`` is naive, after the last session's post-close window (a later session
+            the calendar does not know may have closed), or no session has closed by ``at``.
         """
-        t = _utc_ns(at)
+        t = self._instant(at)
         i = int(np.searchsorted(self._closes, t, side="right")) - 1
         if i < 0:
             raise CalendarError(f"no {self.code} session has closed by {at.isoformat()}")

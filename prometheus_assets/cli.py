@@ -1,0 +1,202 @@
+"""The ``prometheus`` command: run the main job, ingest a range, open the cockpit, migrate.
+
+    prometheus main [--start D] [--end D]     reference + 2 years of ingestion in one run, checks, summary
+    prometheus ingest --start D --end D       one single-run backfill of the ingestion assets
+    prometheus ui [--port 3000]               the Dagster webserver + daemon on localhost
+    prometheus migrate                        apply warehouse migrations
+    prometheus instance                       print where things live
+
+Runs go through the persistent Dagster instance under ``$DAGSTER_HOME`` (default
+``$PROMETHEUS_HOME/dagster``), so they show in the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import yaml
+
+from prometheus_lib.config.home import REPO_ROOT, prometheus_home
+
+PG_ENV = "DAGSTER_PG_HOST"
+
+
+# ---------------------------------------------------------------- Dagster home
+def dagster_home() -> Path:
+    """Set up ``$DAGSTER_HOME`` (default ``$PROMETHEUS_HOME/dagster``) with its dagster.yaml.
+
+    The repository's ``dagster.yaml`` holds the instance settings and the PostgreSQL storage
+    read from ``DAGSTER_PG_*`` variables. When ``DAGSTER_PG_HOST`` is unset the storage block
+    is dropped and Dagster keeps runs, events and schedules in SQLite under DAGSTER_HOME.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or prometheus_home() / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    settings = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    if not os.environ.get(PG_ENV):
+        settings.pop("storage", None)
+    target = home / "dagster.yaml"
+    text = "# Written by `prometheus` from the repository's dagster.yaml; edit that file instead.\n" + yaml.safe_dump(settings, sort_keys=False)
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+    return home
+
+
+def _instance():
+    import dagster as dg
+
+    dagster_home()
+    return dg.DagsterInstance.get()
+
+
+# ---------------------------------------------------------------- runs
+def default_range(years: int = 2) -> tuple[date, date]:
+    """The last ``years`` years of the primary market's sessions, ending at the last closed one."""
+    from prometheus_lib.config import load_config
+    from prometheus_lib.data.ingestion import market_calendar, utc_now
+
+    config = load_config()
+    cal = market_calendar(config.market(config.primary_market))
+    end = cal.last_closed_session(utc_now())
+    start = cal.next_session(end - timedelta(days=365 * years + years // 4))
+    return start, end
+
+
+def run_range(job_name: str, start: date, end: date, instance=None, tags: dict[str, str] | None = None):
+    """Run ``job_name`` over the session range as one Dagster run on the persistent instance."""
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from prometheus_assets.definitions import defs
+
+    instance = instance or _instance()
+    job = defs.resolve_job_def(job_name)
+    run_tags = {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat(), **(tags or {})}
+    quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("PROMETHEUS_LOG_LEVEL", "WARNING")}}}}
+    return job.execute_in_process(run_config=quiet, instance=instance, tags=run_tags, raise_on_error=False), dg
+
+
+def summarise(result, start: date, end: date, seconds: float) -> tuple[str, bool]:
+    """Return a short text summary of a run and whether it is healthy (no ERROR check failed)."""
+    from prometheus_assets.definitions import defs
+    from prometheus_assets.resources import WarehouseResource
+    from prometheus_lib.storage.catalog import catalogue_tables
+
+    warehouse: WarehouseResource = defs.resources["warehouse"]
+    lines = [f"Prometheus main job: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s "
+             f"(run {result.run_id[:8]}, sessions {start}..{end})", "", "Rows per table:"]
+    with warehouse.open() as wh:
+        location = wh.location
+        for t in catalogue_tables():
+            if t.name == "schema_migrations":
+                continue
+            n = wh.row_count(t.name)
+            if n:
+                lines.append(f"  {t.qualified_name:<34} {n:>12,}")
+    evals = result.get_asset_check_evaluations()
+    failed_error = [e for e in evals if not e.passed and e.severity.value == "ERROR"]
+    failed_warn = [e for e in evals if not e.passed and e.severity.value == "WARN"]
+    lines += ["", f"Checks: {sum(e.passed for e in evals)} passed, {len(failed_error)} failed (ERROR), {len(failed_warn)} failed (WARN)"]
+    for e in failed_error + failed_warn:
+        lines.append(f"  FAILED {e.severity.value:<5} {e.asset_key.to_user_string()}:{e.check_name}: {e.description}")
+    lines += [
+        "",
+        f"Warehouse: {location}",
+        f"Dagster home: {os.environ.get('DAGSTER_HOME')}",
+        "Open the cockpit (Dagster UI): ./prom ui   then browse http://127.0.0.1:3000",
+    ]
+    return "\n".join(lines), result.success and not failed_error
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, was {value!r}") from None
+
+
+def cmd_main(args: argparse.Namespace) -> int:
+    start, end = default_range(args.years)
+    start, end = args.start or start, args.end or end
+    print(f"Running the main job over {start}..{end} on {os.environ.get('PROMETHEUS_WAREHOUSE_URL') and 'PostgreSQL' or 'the embedded DuckDB warehouse'} ...", flush=True)
+    t0 = time.perf_counter()
+    result, _ = run_range("ingest", start, end, tags={"prometheus/command": "main"})
+    text, healthy = summarise(result, start, end, time.perf_counter() - t0)
+    print(text)
+    return 0 if healthy else 1
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    result, _ = run_range("ingest", args.start, args.end, tags={"prometheus/command": "ingest"})
+    text, healthy = summarise(result, args.start, args.end, time.perf_counter() - t0)
+    print(text)
+    return 0 if healthy else 1
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    home = dagster_home()
+    exe = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    cmd = [exe, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    print(f"DAGSTER_HOME={home}\nOpen http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    return subprocess.call(cmd, cwd=REPO_ROOT)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from prometheus_assets.definitions import defs
+
+    with defs.resources["warehouse"].open() as wh:
+        from prometheus_lib.storage.migrations import applied_versions
+
+        print(f"Warehouse {wh.location}: migrations applied {sorted(applied_versions(wh))}")
+    return 0
+
+
+def cmd_instance(args: argparse.Namespace) -> int:
+    from prometheus_assets.definitions import defs
+
+    home = dagster_home()
+    wh = defs.resources["warehouse"]
+    print(f"PROMETHEUS_HOME={prometheus_home()}\nDAGSTER_HOME={home}\nwarehouse backend={wh.backend}"
+          f"\ndagster storage={'postgres' if os.environ.get(PG_ENV) else 'sqlite'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``prometheus`` command."""
+    p = argparse.ArgumentParser(prog="prometheus", description="Prometheus trading platform")
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("main", help="run the main job on the configured warehouse and print a summary")
+    m.add_argument("--start", type=_parse_date)
+    m.add_argument("--end", type=_parse_date)
+    m.add_argument("--years", type=int, default=2)
+    m.set_defaults(fn=cmd_main)
+    i = sub.add_parser("ingest", help="ingest a session range as one run")
+    i.add_argument("--start", type=_parse_date, required=True)
+    i.add_argument("--end", type=_parse_date, required=True)
+    i.set_defaults(fn=cmd_ingest)
+    u = sub.add_parser("ui", help="open the cockpit: Dagster webserver and daemon on localhost")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=3000)
+    u.set_defaults(fn=cmd_ui)
+    sub.add_parser("migrate", help="apply warehouse migrations").set_defaults(fn=cmd_migrate)
+    sub.add_parser("instance", help="print where things live").set_defaults(fn=cmd_instance)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``prometheus`` console script."""
+    args = build_parser().parse_args(argv)
+    dagster_home()
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

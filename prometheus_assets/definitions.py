@@ -1,0 +1,66 @@
+"""The one ``Definitions`` object of the Prometheus code location.
+
+Built from ``configs/`` (or ``$PROMETHEUS_CONFIG_DIR``): the primary market's trading sessions
+are the partitions; the warehouse is PostgreSQL when ``PROMETHEUS_WAREHOUSE_URL`` (the variable
+named in warehouse.yaml) is set, else the embedded DuckDB file under ``$PROMETHEUS_HOME``.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from prometheus_assets.assets.ingestion import build_ingestion_assets
+from prometheus_assets.assets.reference import build_reference_assets
+from prometheus_assets.checks import build_ingestion_checks
+from prometheus_assets.constants import INGESTION, PLATFORM, REFERENCE, WAREHOUSE, WAREHOUSE_IO
+from prometheus_assets.io_manager import WarehouseIOManager
+from prometheus_assets.partitions import session_partitions
+from prometheus_assets.resources import PlatformResource, WarehouseResource
+from prometheus_lib.config import PlatformConfig, load_config
+from prometheus_lib.data.ingestion import market_calendar
+from prometheus_lib.storage.factory import resolve_backend
+
+INGEST_JOB = "ingest"
+
+
+def warehouse_from_config(config: PlatformConfig) -> WarehouseResource:
+    """Choose the warehouse resource by deployment: PostgreSQL if its URL variable is set."""
+    wc = config.warehouse
+    if resolve_backend(wc) == "postgres":
+        return WarehouseResource(backend="postgres", postgres_url=dg.EnvVar(wc.postgres.url_env))
+    return WarehouseResource(backend="duckdb", duckdb_path=wc.duckdb.path)
+
+
+def sessions_partitions_def(config: PlatformConfig) -> dg.TimeWindowPartitionsDefinition:
+    """The primary market's sessions from its history start."""
+    market = config.market(config.primary_market)
+    return session_partitions(market_calendar(market), market.history_start)
+
+
+def build_definitions(config_dir: str | None = None, warehouse: WarehouseResource | None = None) -> dg.Definitions:
+    """Build the code location's definitions from a config folder and a warehouse resource."""
+    config = load_config(config_dir)
+    market_id = config.primary_market
+    sessions = sessions_partitions_def(config)
+    warehouse = warehouse or warehouse_from_config(config)
+    assets = [*build_reference_assets(market_id), *build_ingestion_assets(sessions, market_id)]
+    ingest = dg.define_asset_job(
+        INGEST_JOB,
+        selection=dg.AssetSelection.groups(REFERENCE, INGESTION),
+        partitions_def=sessions,
+        description="Reference tables and session-partitioned ingestion with their checks.",
+    )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=build_ingestion_checks(sessions, market_id),
+        jobs=[ingest],
+        resources={
+            WAREHOUSE: warehouse,
+            PLATFORM: PlatformResource(config_dir=config_dir or ""),
+            WAREHOUSE_IO: WarehouseIOManager(warehouse=warehouse),
+        },
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

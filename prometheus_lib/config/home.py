@@ -1,0 +1,25 @@
+"""Where Prometheus keeps its files: ``$PROMETHEUS_HOME`` (default ``<repo>/.prometheus_home``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def prometheus_home() -> Path:
+    """Return the project home directory (created if missing).
+
+    ``PROMETHEUS_HOME`` moves it; by default it is ``.prometheus_home`` in the repository.
+    It holds the embedded warehouse, Dagster's home (``dagster/``) and reports.
+    """
+    home = Path(os.environ.get("PROMETHEUS_HOME") or REPO_ROOT / ".prometheus_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def resolve_under_home(path: str | Path) -> Path:
+    """Return ``path`` if absolute, else ``path`` under :func:`prometheus_home`."""
+    p = Path(path)
+    return p if p.is_absolute() else prometheus_home() / p

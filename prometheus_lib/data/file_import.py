@@ -1,0 +1,914 @@
+"""Daily prices from CSV and Parquet files, validated row by row with pandera.
+
+Files are in long format, one row per ticker per session::
+
+    date,ticker,open,high,low,close,volume
+    2024-01-02,AAPL,187.15,188.44,183.89,185.64,82488700
+
+Header names are case-insensitive; ``date``, ``ticker`` and ``close`` are required, the other
+columns are optional (close-only files are allowed). An optional instrument master (CSV or
+Parquet, one row per ticker) supplies reference data.
+
+Every row is checked by one pandera schema (:func:`price_row_schema`). A row that fails any
+rule is kept out of the loaded frame and comes back as a quarantine row naming the file, the
+line, the rule, the column and the bad value: bad rows never vanish and never abort a load. A
+problem with a whole file (unreadable, unsupported, missing a required column) raises
+:class:`~prometheus_lib.errors.DataValidationError` instead.
+
+:func:`validate_price_rows` is shared by every price provider that starts from an untrusted
+long frame (see ``prometheus_lib.data.yfinance_provider``).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+from pandera.config import ValidationDepth, config_context
+from pandera.errors import SchemaErrors
+
+from prometheus_lib.calendars.trading_calendar import TradingCalendar
+from prometheus_lib.data.providers import (
+    QUARANTINE_SCHEMA,
+    LoadResult,
+    ReferenceData,
+    empty_frame,
+    provider_schema,
+    quarantine_frame,
+)
+from prometheus_lib.errors import DataValidationError
+
+PRICES_ASSET = "prices_daily"
+
+PRICE_FIELDS = ("open", "high", "low", "close", "adjusted_close")
+NUMERIC_FIELDS = (*PRICE_FIELDS, "volume")
+REQUIRED_COLUMNS = ("date", "ticker", "close")
+INPUT_COLUMNS = ("date", "ticker", *NUMERIC_FIELDS)
+
+# Header spellings accepted for each input column (compared lower-cased, stripped).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "date": ("date", "session_date"),
+    "ticker": ("ticker", "symbol"),
+    "open": ("open",),
+    "high": ("high",),
+    "low": ("low",),
+    "close": ("close",),
+    "adjusted_close": ("adjusted_close", "adj_close", "adj close", "adjclose"),
+    "volume": ("volume",),
+}
+_ALIAS_TO_COLUMN = {alias: col for col, aliases in COLUMN_ALIASES.items() for alias in aliases}
+
+# Text cells that mean "no value" in numeric columns.
+MISSING_TOKENS = ("", "na", "nan", "null", "none", "n/a", "#n/a")
+
+SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+# Local calendar date at the start of an ISO date or timestamp ("2024-01-02",
+# "2024-01-02 00:00:00-05:00", "2024-01-02T00:00:00Z"); the offset is ignored on purpose so a
+# Tokyo timestamp keeps its Tokyo date.
+_ISO_DATE = r"^(\d{4}-\d{1,2}-\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?)?$"
+_COMPACT_DATE = r"^\d{8}$"
+
+_VALID_COLUMNS = ("session_date", "ticker", *NUMERIC_FIELDS, "line_number")
+VALID_PRICE_SCHEMA: dict[str, pl.DataType] = {
+    "session_date": pl.Date(),
+    "ticker": pl.String(),
+    **{c: pl.Float64() for c in NUMERIC_FIELDS},
+    "line_number": pl.Int64(),
+}
+
+
+# ------------------------------------------------------------------ rules
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A row rule: the quarantine reason, the field it names and the columns its value shows."""
+
+    reason: str
+    field: str
+    value_columns: tuple[str, ...]
+
+
+def _has(column: str) -> str:
+    return f"_has_{column}"
+
+
+def _rules() -> dict[str, _Rule]:
+    rules = [
+        _Rule("missing date", "date", ("date",)),
+        _Rule("unparseable date", "date", ("date",)),
+        _Rule("missing ticker", "ticker", ("ticker",)),
+        _Rule("missing close", "close", ("close",)),
+        *(_Rule(f"{c} is not a number", c, (c,)) for c in NUMERIC_FIELDS),
+        *(_Rule(f"non-positive {c}", c, (c,)) for c in PRICE_FIELDS),
+        _Rule("negative volume", "volume", ("volume",)),
+        _Rule("high < low", "high,low", ("high", "low")),
+        _Rule("high < max(open, close)", "high,open,close", ("high", "open", "close")),
+        _Rule("low > min(open, close)", "low,open,close", ("low", "open", "close")),
+        _Rule("duplicate key", "date,ticker", ("date", "ticker")),
+        _Rule("not a session", "date", ("date",)),
+        _Rule("unknown ticker", "ticker", ("ticker",)),
+    ]
+    return {r.reason: r for r in rules}
+
+
+RULES: dict[str, _Rule] = _rules()
+
+
+def _frame_check(expr: pl.Expr, reason: str) -> pa.Check:
+    # Dataframe-level check: ``expr`` is True for rows that pass; nulls never count as failures
+    # here because every "must be present" rule has its own check.
+    return pa.Check(lambda data: data.lazyframe.select(expr.fill_null(True)), error=reason, name=reason)
+
+
+def price_row_schema(
+    sessions: Iterable[date] | None = None,
+    known_tickers: Iterable[str] | None = None,
+) -> pa.DataFrameSchema:
+    """Build the pandera schema every parsed price row must satisfy.
+
+    The schema validates the frame :func:`validate_price_rows` builds after parsing: typed
+    columns ``session_date, ticker, open, high, low, close, adjusted_close, volume`` plus one
+    boolean ``_has_<column>`` per input column telling whether the input cell held a value at
+    all (so "missing" and "unparseable" are separate rules). Each check's ``error`` is the
+    quarantine reason (a key of :data:`RULES`).
+
+    Parameters
+    ----------
+    sessions
+        The trading sessions dates must belong to; None skips the session rule.
+    known_tickers
+        The tickers rows may carry; None skips the unknown-ticker rule.
+
+    Returns
+    -------
+    pandera.polars.DataFrameSchema
+        The row schema.
+    """
+    price_columns = {
+        c: pa.Column(pl.Float64, nullable=True, checks=[pa.Check.gt(0, error=f"non-positive {c}")])
+        for c in PRICE_FIELDS
+    }
+    columns: dict[str, pa.Column] = {
+        "session_date": pa.Column(pl.Date, nullable=True),
+        "ticker": pa.Column(pl.String, nullable=True),
+        **price_columns,
+        "volume": pa.Column(pl.Float64, nullable=True, checks=[pa.Check.ge(0, error="negative volume")]),
+        **{_has(c): pa.Column(pl.Boolean, nullable=False) for c in INPUT_COLUMNS},
+    }
+    # Ordering rules look only at positive prices: a zero or negative one already has its own
+    # rule, and comparing against it would only repeat that rejection under another name.
+    high, low, open_, close = (
+        pl.when(pl.col(c) > 0).then(pl.col(c)) for c in ("high", "low", "open", "close")
+    )
+    checks = [
+        _frame_check(pl.col(_has("date")), "missing date"),
+        _frame_check(~pl.col(_has("date")) | pl.col("session_date").is_not_null(), "unparseable date"),
+        _frame_check(pl.col("ticker").is_not_null(), "missing ticker"),
+        _frame_check(pl.col(_has("close")), "missing close"),
+        *(
+            _frame_check(~pl.col(_has(c)) | pl.col(c).is_not_null(), f"{c} is not a number")
+            for c in NUMERIC_FIELDS
+        ),
+        _frame_check(high >= low, "high < low"),
+        _frame_check(high >= pl.max_horizontal(open_, close), "high < max(open, close)"),
+        _frame_check(low <= pl.min_horizontal(open_, close), "low > min(open, close)"),
+        _frame_check(
+            pl.col("session_date").is_null()
+            | pl.col("ticker").is_null()
+            | ~pl.struct("session_date", "ticker").is_duplicated(),
+            "duplicate key",
+        ),
+    ]
+    if sessions is not None:
+        session_series = pl.Series("sessions", sorted(set(sessions)), dtype=pl.Date)
+        checks.append(_frame_check(pl.col("session_date").is_in(session_series.implode()), "not a session"))
+    if known_tickers is not None:
+        ticker_series = pl.Series("tickers", sorted(set(known_tickers)), dtype=pl.String)
+        checks.append(_frame_check(pl.col("ticker").is_in(ticker_series.implode()), "unknown ticker"))
+    return pa.DataFrameSchema(columns, checks=checks, strict=False, coerce=False, name="price_rows")
+
+
+# ------------------------------------------------------------------ parsing
+def resolve_columns(columns: Sequence[str], source_file: str) -> dict[str, str]:
+    """Map each recognised input column to its header in ``columns`` (case-insensitive).
+
+    Raises
+    ------
+    DataValidationError
+        If a required column is missing or two headers name the same column.
+    """
+    found: dict[str, str] = {}
+    for header in columns:
+        canonical = _ALIAS_TO_COLUMN.get(str(header).strip().lower())
+        if canonical is None:
+            continue
+        if canonical in found:
+            raise DataValidationError(
+                f"{source_file}: headers {found[canonical]!r} and {header!r} both name column "
+                f"{canonical!r}; keep one"
+            )
+        found[canonical] = header
+    missing = [c for c in REQUIRED_COLUMNS if c not in found]
+    if missing:
+        raise DataValidationError(
+            f"{source_file}: missing required column(s) {', '.join(missing)}; "
+            f"header was {list(columns)}, required {list(REQUIRED_COLUMNS)} (case-insensitive), "
+            f"optional {[c for c in INPUT_COLUMNS if c not in REQUIRED_COLUMNS]}"
+        )
+    return found
+
+
+def _is_blank(expr: pl.Expr) -> pl.Expr:
+    return expr.is_null() | (expr == "")
+
+
+def _parse_dates(column: pl.Series, source_file: str) -> tuple[pl.Series, pl.Series]:
+    """Return ``(dates, present)`` for a date column of any supported type."""
+    name, dtype = column.name, column.dtype
+    if dtype == pl.Date:
+        return column, column.is_not_null()
+    if isinstance(dtype, pl.Datetime):
+        # A zoned datetime gives its local date, which is the session date.
+        return column.dt.date(), column.is_not_null()
+    if dtype == pl.Null:
+        return pl.Series(name, [None] * column.len(), dtype=pl.Date), pl.repeat(False, column.len(), eager=True)
+    if dtype != pl.String and not dtype.is_integer():
+        raise DataValidationError(
+            f"{source_file}: column {name!r} has type {dtype}; expected dates, datetimes or ISO date text"
+        )
+    text = column.cast(pl.String).str.strip_chars()
+    present = text.is_not_null() & (text != "")
+    dates = text.str.to_date("%Y-%m-%d", strict=False)
+    # The common case is plain ISO dates; only the rest pay for the regex.
+    retry = (dates.is_null() & present).arg_true()
+    if retry.len():
+        rest = text.gather(retry)
+        iso = rest.str.extract(_ISO_DATE, 1).str.to_date("%Y-%m-%d", strict=False)
+        compact = pl.select(
+            pl.when(rest.str.contains(_COMPACT_DATE)).then(rest.str.to_date("%Y%m%d", strict=False))
+        ).to_series()
+        dates = dates.scatter(retry, iso.fill_null(compact))
+    return dates.alias(name), present.fill_null(False)
+
+
+def _number_exprs(col: str, dtype: pl.DataType, source_file: str) -> tuple[pl.Expr, pl.Expr]:
+    raw = pl.col(col)
+    if dtype == pl.String:
+        text = raw.str.strip_chars()
+        present = ~(text.is_null() | text.str.to_lowercase().is_in(list(MISSING_TOKENS)))
+        number = text.cast(pl.Float64, strict=False)
+    elif dtype.is_numeric():
+        number = raw.cast(pl.Float64)
+        present = number.is_not_null() & ~number.is_nan()
+    elif dtype == pl.Null:
+        return pl.lit(None, pl.Float64), pl.lit(False)
+    else:
+        raise DataValidationError(f"{source_file}: column {col!r} has type {dtype}; expected numbers or number text")
+    # NaN counts as missing; infinities are present but not numbers a price can be.
+    return pl.when(number.is_finite()).then(number).otherwise(None), present
+
+
+def _ticker_exprs(col: str, dtype: pl.DataType, source_file: str) -> tuple[pl.Expr, pl.Expr]:
+    if dtype.is_nested():
+        raise DataValidationError(f"{source_file}: column {col!r} has type {dtype}; expected ticker text")
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    ticker = pl.when(_is_blank(text)).then(None).otherwise(text)
+    return ticker, ticker.is_not_null()
+
+
+def _parse(frame: pl.DataFrame, columns: dict[str, str], source_file: str) -> pl.DataFrame:
+    exprs: list[pl.Expr] = []
+    for canonical in INPUT_COLUMNS:
+        header = columns.get(canonical)
+        target = "session_date" if canonical == "date" else canonical
+        if header is None:
+            value = pl.lit(None, pl.Float64)
+            present = pl.lit(False)
+        else:
+            dtype = frame.schema[header]
+            if canonical == "date":
+                value, present = pl.lit(None, pl.Date), pl.lit(False)  # parsed eagerly below
+            elif canonical == "ticker":
+                value, present = _ticker_exprs(header, dtype, source_file)
+            else:
+                value, present = _number_exprs(header, dtype, source_file)
+        exprs.append(value.alias(target))
+        exprs.append(present.alias(_has(canonical)))
+    parsed = frame.select(exprs)
+    if "date" in columns:
+        dates, present = _parse_dates(frame[columns["date"]], source_file)
+        parsed = parsed.with_columns(dates.alias("session_date"), present.alias(_has("date")))
+    return parsed.with_columns(pl.col("session_date").cast(pl.Date), pl.col("ticker").cast(pl.String))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _failures(parsed: pl.DataFrame, schema: pa.DataFrameSchema, source_file: str) -> pl.DataFrame:
+    """Return ``(index, reason)`` for every failed rule, from pandera's lazy failure cases."""
+    # Validation must run in full whatever the process-wide pandera settings say: a disabled
+    # validation would silently let bad rows through.
+    with config_context(validation_enabled=True, validation_depth=ValidationDepth.SCHEMA_AND_DATA):
+        try:
+            schema.validate(parsed, lazy=True)
+        except SchemaErrors as exc:
+            cases = exc.failure_cases
+        else:
+            return pl.DataFrame(schema={"index": pl.Int64, "reason": pl.String})
+    cases = cases.select(pl.col("index").cast(pl.Int64), pl.col("check").alias("reason"), "column", "failure_case")
+    schema_level = cases.filter(pl.col("index").is_null() | ~pl.col("reason").is_in(list(RULES)))
+    if schema_level.height:
+        # The parsing step builds the typed columns, so this is a bug here, not bad data.
+        first = schema_level.row(0, named=True)
+        raise DataValidationError(
+            f"{source_file}: parsed price frame failed schema check {first['reason']!r} on column "
+            f"{first['column']!r}: {first['failure_case']}"
+        )
+    return cases.select("index", "reason").unique().sort("index", "reason")
+
+
+def validate_price_rows(
+    frame: pl.DataFrame,
+    source_file: str,
+    calendar: TradingCalendar,
+    market_id: str,
+    known_tickers: Iterable[str] | None = None,
+    *,
+    line_numbers: Sequence[int] | pl.Series | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate long-format price rows and split them into valid rows and quarantine rows.
+
+    Parameters
+    ----------
+    frame
+        Rows as read: columns ``date, ticker, close`` and optionally ``open, high, low,
+        adjusted_close, volume`` (headers case-insensitive, aliases in
+        :data:`COLUMN_ALIASES`), as text or typed; other columns are ignored but kept in
+        ``raw_row``.
+    source_file
+        Where the rows came from, recorded on each quarantine row.
+    calendar
+        Dates must be sessions of this calendar.
+    market_id
+        Market recorded on each quarantine row.
+    known_tickers
+        If given, rows with any other ticker are rejected ("unknown ticker").
+    line_numbers
+        Line number of each row in ``source_file``; default 1..n.
+
+    Returns
+    -------
+    tuple[polars.DataFrame, polars.DataFrame]
+        ``(valid, quarantine)``. ``valid`` has :data:`VALID_PRICE_SCHEMA` (``adjusted_close``
+        falls back to ``close``); ``quarantine`` has one row per (line, failed rule) with the
+        ``quarantine_rows`` columns minus ``quarantined_at``. Every input row is in exactly
+        one of the two (by line number).
+
+    Raises
+    ------
+    DataValidationError
+        If a required column is missing, a column has a type that cannot hold its values, or
+        ``line_numbers`` does not match the rows.
+    """
+    columns = resolve_columns(frame.columns, source_file)
+    if line_numbers is None:
+        lines = pl.int_range(1, frame.height + 1, dtype=pl.Int64, eager=True).alias("line_number")
+    else:
+        lines = pl.Series("line_number", line_numbers, dtype=pl.Int64)
+        if lines.len() != frame.height:
+            raise DataValidationError(
+                f"{source_file}: line_numbers has {lines.len()} entries for {frame.height} rows"
+            )
+    parsed = _parse(frame, columns, source_file)
+    sessions: list[date] | None = None
+    dates = parsed["session_date"].drop_nulls()
+    if dates.len():
+        lo, hi = dates.min(), dates.max()
+        sessions = calendar.sessions(max(lo, calendar.first_session), min(hi, calendar.last_session)) if (
+            hi >= calendar.first_session and lo <= calendar.last_session
+        ) else []
+    schema = price_row_schema(sessions if sessions is not None else [], known_tickers)
+    failures = _failures(parsed, schema, source_file)
+
+    rejected = failures["index"].unique().sort()
+    valid = (
+        parsed.with_columns(lines)
+        .with_row_index("_index")
+        .filter(~pl.col("_index").cast(pl.Int64).is_in(rejected.implode()))
+        .select(
+            "session_date",
+            "ticker",
+            *(c for c in NUMERIC_FIELDS if c != "adjusted_close"),
+            pl.col("adjusted_close").fill_null(pl.col("close")),
+            "line_number",
+        )
+        .select(_VALID_COLUMNS)
+    )
+    quarantine = _quarantine_rows(frame, parsed, lines, failures, rejected, columns, source_file, market_id)
+    return valid, quarantine
+
+
+def _quarantine_rows(
+    frame: pl.DataFrame,
+    parsed: pl.DataFrame,
+    lines: pl.Series,
+    failures: pl.DataFrame,
+    rejected: pl.Series,
+    columns: dict[str, str],
+    source_file: str,
+    market_id: str,
+) -> pl.DataFrame:
+    if rejected.len() == 0:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    raw_rows = frame[rejected].to_dicts()
+    session_dates = parsed["session_date"].gather(rejected).to_list()
+    line_list = lines.gather(rejected).to_list()
+    position = {int(i): k for k, i in enumerate(rejected.to_list())}
+    out: list[dict[str, Any]] = []
+    for index, reason in failures.iter_rows():
+        k = position[index]
+        raw = raw_rows[k]
+        rule = RULES[reason]
+        values = [_text(raw.get(columns[c])) if c in columns else None for c in rule.value_columns]
+        if len(values) == 1:
+            value = values[0]
+        else:
+            value = ", ".join(f"{c}={v if v is not None else 'null'}" for c, v in zip(rule.value_columns, values))
+        out.append({
+            "asset": PRICES_ASSET,
+            "source_file": source_file,
+            "line_number": line_list[k],
+            "reason": reason,
+            "field": rule.field,
+            "value": value,
+            "session_date": session_dates[k],
+            "market_id": market_id,
+            "raw_row": raw,
+        })
+    return quarantine_frame(out)
+
+
+# ------------------------------------------------------------------ provider frames
+def to_prices_daily(
+    valid: pl.DataFrame,
+    market_id: str,
+    currency: str,
+    source: str,
+    instruments: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Turn valid price rows into a ``prices_daily`` provider frame.
+
+    ``instrument_id`` (and ``currency``, where the instrument has one) come from
+    ``instruments`` by ticker; without it the ticker is the instrument id.
+    """
+    out = valid
+    if instruments is not None and instruments.height:
+        mapping = instruments.select("ticker", pl.col("instrument_id"), pl.col("currency").alias("_currency"))
+        out = out.join(mapping, on="ticker", how="left")
+    else:
+        out = out.with_columns(pl.col("ticker").alias("instrument_id"), pl.lit(None, pl.String).alias("_currency"))
+    out = out.with_columns(
+        pl.col("instrument_id").fill_null(pl.col("ticker")),
+        pl.lit(market_id).alias("market_id"),
+        pl.col("_currency").fill_null(pl.lit(currency)).alias("currency"),
+        pl.lit(source).alias("source"),
+    )
+    schema = provider_schema("prices_daily")
+    return out.select([pl.col(c).cast(t) for c, t in schema.items()]).sort("session_date", "instrument_id")
+
+
+def derive_reference(tickers: Iterable[str], market_id: str, currency: str) -> ReferenceData:
+    """Build reference data from bare tickers: each ticker its own instrument and issuer.
+
+    Instruments get asset class ``EQUITY``, lot size 1 and status ``ACTIVE``.
+    """
+    ticks = sorted(set(tickers))
+    issuers = pl.DataFrame(
+        {
+            "issuer_id": ticks,
+            "name": ticks,
+            "sector": [None] * len(ticks),
+            "industry": [None] * len(ticks),
+            "country": [None] * len(ticks),
+            "market_id": [market_id] * len(ticks),
+        },
+        schema=provider_schema("issuers"),
+    )
+    master = pl.DataFrame({"ticker": ticks}, schema={"ticker": pl.String})
+    return ReferenceData(issuers=issuers, instruments=_instruments_from_master(master, market_id, currency))
+
+
+# ------------------------------------------------------------------ instrument master
+MASTER_COLUMNS: dict[str, pl.DataType] = {
+    "ticker": pl.String(),
+    "instrument_id": pl.String(),
+    "issuer_id": pl.String(),
+    "name": pl.String(),
+    "issuer_name": pl.String(),
+    "sector": pl.String(),
+    "industry": pl.String(),
+    "country": pl.String(),
+    "currency": pl.String(),
+    "asset_class": pl.String(),
+    "shares_outstanding": pl.Float64(),
+    "lot_size": pl.Int32(),
+    "listing_date": pl.Date(),
+    "delisting_date": pl.Date(),
+    "status": pl.String(),
+}
+
+
+def _cast_master_column(frame: pl.DataFrame, col: str, dtype: pl.DataType, source: str, first_line: int) -> pl.Series:
+    raw_dtype = frame.schema[col]
+    if raw_dtype.is_nested():
+        raise DataValidationError(f"{source}: column {col!r} has type {raw_dtype}; expected {dtype}")
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    present = text.is_not_null() & (text != "")
+    if dtype == pl.String:
+        value = pl.when(present).then(text)
+    elif dtype == pl.Date:
+        value = pl.lit(_parse_dates(frame[col], source)[0])
+    else:
+        number = pl.col(col).cast(pl.Float64) if raw_dtype.is_numeric() else text.cast(pl.Float64, strict=False)
+        number = pl.when(number.is_finite()).then(number)
+        if dtype.is_integer():
+            number = pl.when(number == number.round(0)).then(number)
+        value = number
+    out = frame.select(value.cast(dtype).alias(col), (present & value.is_null()).alias("_bad"))
+    if out["_bad"].any():
+        i = int(out["_bad"].arg_true()[0])
+        raise DataValidationError(
+            f"{source} line {i + first_line}: field {col!r} must be {dtype}, was {frame[col][i]!r}"
+        )
+    return out[col]
+
+
+def load_instrument_master(master: pl.DataFrame | str | Path) -> pl.DataFrame:
+    """Read and check an instrument master (a frame, or a CSV/Parquet file).
+
+    Returns a frame with every column of :data:`MASTER_COLUMNS` (absent ones null), one row per
+    ticker.
+
+    Raises
+    ------
+    DataValidationError
+        If the file cannot be read, has no ``ticker`` column, repeats a ticker or instrument
+        id, or holds a value of the wrong type (the message names the line and field).
+    """
+    if isinstance(master, pl.DataFrame):
+        source, frame, first_line = "<instrument master frame>", master, 1
+    else:
+        source = str(master)
+        frame = _read_file(Path(master), source)
+        first_line = 2 if _suffix(Path(master)).startswith(".csv") else 1
+    headers: dict[str, str] = {}
+    for h in frame.columns:
+        key = h.strip().lower()
+        if key in headers:
+            raise DataValidationError(f"{source}: headers {headers[key]!r} and {h!r} name the same column")
+        headers[key] = h
+    if "ticker" not in headers:
+        raise DataValidationError(
+            f"{source}: instrument master has no 'ticker' column; header was {frame.columns}, "
+            f"known columns {list(MASTER_COLUMNS)}"
+        )
+    frame = frame.rename({v: k for k, v in headers.items()})
+    cols = [_cast_master_column(frame, c, t, source, first_line) if c in frame.columns
+            else pl.Series(c, [None] * frame.height, dtype=t) for c, t in MASTER_COLUMNS.items()]
+    out = pl.DataFrame(cols)
+    missing = out["ticker"].is_null()
+    if missing.any():
+        i = int(missing.arg_true()[0])
+        raise DataValidationError(f"{source} line {i + first_line}: field 'ticker' is empty")
+    out = out.with_columns(pl.col("instrument_id").fill_null(pl.col("ticker")))
+    for key in ("ticker", "instrument_id"):
+        dup = out[key].is_duplicated()
+        if dup.any():
+            i = int(dup.arg_true()[0])
+            raise DataValidationError(
+                f"{source} line {i + first_line}: {key} {out[key][i]!r} appears more than once; "
+                f"the master has one row per instrument"
+            )
+    return out
+
+
+def _instruments_from_master(master: pl.DataFrame, market_id: str, currency: str) -> pl.DataFrame:
+    m = master
+    for c, t in MASTER_COLUMNS.items():
+        if c not in m.columns:
+            m = m.with_columns(pl.lit(None, t).alias(c))
+    out = m.with_columns(
+        pl.col("instrument_id").fill_null(pl.col("ticker")),
+        pl.col("issuer_id").fill_null(pl.col("ticker")),
+        pl.lit(market_id).alias("market_id"),
+        pl.col("asset_class").fill_null(pl.lit("EQUITY")),
+        pl.col("currency").fill_null(pl.lit(currency)),
+        pl.col("lot_size").fill_null(1),
+        pl.col("status").fill_null(
+            pl.when(pl.col("delisting_date").is_not_null()).then(pl.lit("DELISTED")).otherwise(pl.lit("ACTIVE"))
+        ),
+    )
+    schema = provider_schema("instruments")
+    return out.select([pl.col(c).cast(t) for c, t in schema.items()])
+
+
+def reference_from_master(master: pl.DataFrame, market_id: str, currency: str) -> ReferenceData:
+    """Build issuers and instruments from a checked instrument master.
+
+    An instrument's issuer is ``issuer_id`` if given, else its ticker; the issuer's name is
+    ``issuer_name``, else the instrument ``name``, else the ticker.
+    """
+    instruments = _instruments_from_master(master, market_id, currency)
+    issuers = (
+        master.with_columns(
+            pl.col("issuer_id").fill_null(pl.col("ticker")),
+            pl.coalesce("issuer_name", "name", "ticker").alias("_issuer_name"),
+        )
+        .unique(subset="issuer_id", keep="first", maintain_order=True)
+        .select(
+            "issuer_id",
+            pl.col("_issuer_name").alias("name"),
+            "sector",
+            "industry",
+            "country",
+            pl.lit(market_id).alias("market_id"),
+        )
+    )
+    schema = provider_schema("issuers")
+    return ReferenceData(issuers=issuers.select([pl.col(c).cast(t) for c, t in schema.items()]), instruments=instruments)
+
+
+# ------------------------------------------------------------------ files
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def _read_file(path: Path, source: str) -> pl.DataFrame:
+    suffix = _suffix(path)
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DataValidationError(
+            f"{source}: unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise DataValidationError(f"{source}: file not found or not a regular file")
+    if path.stat().st_size == 0:
+        raise DataValidationError(f"{source}: file is empty (0 bytes); expected a header and rows")
+    try:
+        if suffix.startswith(".csv"):
+            # Everything as text: parsing happens row by row so one bad cell rejects one row.
+            frame = pl.read_csv(path, infer_schema=False, raise_if_empty=True)
+        else:
+            frame = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise DataValidationError(f"{source}: cannot read {suffix} file: {exc}") from exc
+    if not frame.columns:
+        raise DataValidationError(f"{source}: file has no columns")
+    return frame
+
+
+def read_price_file(path: str | Path) -> tuple[pl.DataFrame, pl.Series]:
+    """Read one price file as it is, with the line number of each row.
+
+    CSV cells are read as text; blank lines are skipped but keep counting, so a row's line
+    number is its line in the file (header = line 1). Parquet rows are numbered from 1.
+
+    Raises
+    ------
+    DataValidationError
+        If the file is missing, empty, unreadable or not CSV/Parquet.
+    """
+    source = str(path)
+    p = Path(path)
+    frame = _read_file(p, source)
+    if _suffix(p).startswith(".csv"):
+        lines = pl.int_range(2, frame.height + 2, dtype=pl.Int64, eager=True).alias("line_number")
+        blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+        if blank.any():
+            frame, lines = frame.filter(~blank), lines.filter(~blank)
+    else:
+        lines = pl.int_range(1, frame.height + 1, dtype=pl.Int64, eager=True).alias("line_number")
+    return frame, lines
+
+
+def _expand(paths: Sequence[str | Path]) -> list[str]:
+    files: list[str] = []
+    for entry in paths:
+        text = str(entry)
+        p = Path(entry)
+        if p.is_dir():
+            matches = sorted(str(c) for c in p.iterdir() if c.is_file() and _suffix(c) in SUPPORTED_SUFFIXES)
+            if not matches:
+                raise DataValidationError(f"{text}: directory holds no {'/'.join(SUPPORTED_SUFFIXES)} files")
+            files.extend(matches)
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(m for m in glob.glob(text, recursive=True)
+                             if Path(m).is_file() and _suffix(Path(m)) in SUPPORTED_SUFFIXES)
+            if not matches:
+                raise DataValidationError(f"{text}: pattern matched no {'/'.join(SUPPORTED_SUFFIXES)} files")
+            files.extend(matches)
+        else:
+            files.append(text)
+    seen: set[str] = set()
+    return [f for f in files if not (f in seen or seen.add(f))]
+
+
+def _signature(path: str) -> tuple[int, int]:
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        raise DataValidationError(f"{path}: cannot read file: {exc}") from exc
+    return st.st_mtime_ns, st.st_size
+
+
+class FilePriceProvider:
+    """Daily prices for one market from CSV/Parquet files in long format.
+
+    Parameters
+    ----------
+    paths
+        A file, a directory (its CSV/Parquet files), a glob pattern, or a sequence of these.
+    calendar
+        The market's calendar; rows dated on non-sessions are quarantined.
+    market_id
+        The market the rows belong to.
+    currency
+        Currency of the prices, unless the instrument master gives one per instrument.
+    instrument_master
+        Optional master (frame or CSV/Parquet file) with a ``ticker`` column and optionally
+        ``instrument_id, issuer_id, name, issuer_name, sector, industry, country, currency,
+        asset_class, shares_outstanding, lot_size, listing_date, delisting_date, status``.
+        With a master, rows whose ticker is not in it are quarantined ("unknown ticker").
+
+    Notes
+    -----
+    Files are read and validated once per provider and reused while their modification time
+    and size are unchanged. Duplicate (date, ticker) keys are rejected in every copy, within
+    a file and across files.
+    """
+
+    source = "file"
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path] | str | Path,
+        calendar: TradingCalendar,
+        market_id: str,
+        currency: str = "USD",
+        instrument_master: pl.DataFrame | str | Path | None = None,
+    ) -> None:
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        paths = list(paths)
+        if not paths:
+            raise DataValidationError("paths must name at least one file, directory or pattern, was empty")
+        if not market_id:
+            raise DataValidationError(f"market_id must be a non-empty string, was {market_id!r}")
+        self.paths = paths
+        self.calendar = calendar
+        self.market_id = market_id
+        self.currency = currency
+        self._master_arg = instrument_master
+        self._master: tuple[Any, pl.DataFrame] | None = None
+        self._files: dict[str, tuple[tuple[int, int], pl.DataFrame, pl.DataFrame]] = {}
+        self._combined: tuple[Any, pl.DataFrame, pl.DataFrame] | None = None
+
+    def __repr__(self) -> str:
+        return f"FilePriceProvider({self.paths!r}, market_id={self.market_id!r})"
+
+    # -------------------------------------------------------------- loading
+    def _master_frame(self) -> tuple[Any, pl.DataFrame | None]:
+        arg = self._master_arg
+        if arg is None:
+            return None, None
+        key: Any = ("frame", id(arg)) if isinstance(arg, pl.DataFrame) else (str(arg), _signature(str(arg)))
+        if self._master is None or self._master[0] != key:
+            self._master = (key, load_instrument_master(arg))
+            self._files.clear()  # known tickers changed: revalidate
+        return self._master[0], self._master[1]
+
+    def _load(self) -> tuple[tuple[str, ...], pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
+        master_key, master = self._master_frame()
+        known = master["ticker"].to_list() if master is not None else None
+        files = _expand(self.paths)
+        signatures = []
+        for f in files:
+            sig = _signature(f)
+            signatures.append((f, sig))
+            cached = self._files.get(f)
+            if cached is None or cached[0] != sig:
+                frame, lines = read_price_file(f)
+                valid, quarantine = validate_price_rows(
+                    frame, f, self.calendar, self.market_id, known, line_numbers=lines
+                )
+                self._files[f] = (sig, valid, quarantine)
+        key = (master_key, tuple(signatures))
+        if self._combined is None or self._combined[0] != key:
+            valid, quarantine = _reject_cross_file_duplicates(
+                [(f, self._files[f][1]) for f in files], self.market_id
+            )
+            quarantine = pl.concat([self._files[f][2] for f in files] + [quarantine], how="vertical")
+            self._combined = (key, valid, quarantine)
+        return tuple(files), self._combined[1], self._combined[2], master
+
+    # -------------------------------------------------------------- protocol
+    def reference(self) -> ReferenceData:
+        """Return issuers and instruments: from the master, or one per ticker seen in valid rows.
+
+        Raises
+        ------
+        DataValidationError
+            If a price file or the master cannot be read.
+        """
+        _, master = self._master_frame()
+        if master is not None:
+            return reference_from_master(master, self.market_id, self.currency)
+        _, valid, _, _ = self._load()
+        return derive_reference(valid["ticker"].unique().to_list(), self.market_id, self.currency)
+
+    def prices(self, sessions: Sequence[date]) -> LoadResult:
+        """Return ``prices_daily`` rows for exactly ``sessions`` and the rows rejected around them.
+
+        The quarantine holds every rejected row dated within ``min(sessions)..max(sessions)``
+        plus every rejected row without a usable date.
+
+        Raises
+        ------
+        DataValidationError
+            If a file cannot be read or lacks a required column.
+        """
+        wanted = sorted(set(sessions))
+        files, valid, quarantine, master = self._load()
+        if not wanted:
+            return LoadResult(empty_frame("prices_daily"), pl.DataFrame(schema=QUARANTINE_SCHEMA), files)
+        session_series = pl.Series(wanted, dtype=pl.Date).implode()
+        rows = valid.filter(pl.col("session_date").is_in(session_series))
+        instruments = _instruments_from_master(master, self.market_id, self.currency) if master is not None else None
+        frame = to_prices_daily(rows, self.market_id, self.currency, self.source, instruments)
+        rejected = quarantine.filter(
+            pl.col("session_date").is_null() | pl.col("session_date").is_between(wanted[0], wanted[-1])
+        ).sort("source_file", "line_number", "reason")
+        return LoadResult(frame=frame, quarantine=rejected, source_files=files)
+
+
+def _reject_cross_file_duplicates(
+    parts: list[tuple[str, pl.DataFrame]], market_id: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    if not parts:
+        return pl.DataFrame(schema=VALID_PRICE_SCHEMA), pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    if len(parts) == 1:
+        return parts[0][1], pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    tagged = pl.concat([v.with_columns(pl.lit(f).alias("_source_file")) for f, v in parts], how="vertical")
+    dup = tagged.select(pl.struct("session_date", "ticker").is_duplicated()).to_series()
+    if not dup.any():
+        return tagged.drop("_source_file"), pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    clashes = tagged.filter(dup)
+    where = clashes.group_by("session_date", "ticker").agg(
+        (pl.col("_source_file") + " line " + pl.col("line_number").cast(pl.String)).alias("_where")
+    )
+    rows = []
+    for r in clashes.join(where, on=["session_date", "ticker"]).iter_rows(named=True):
+        here = f"{r['_source_file']} line {r['line_number']}"
+        others = [w for w in r["_where"] if w != here]
+        raw = {k: r[k] for k in _VALID_COLUMNS if k != "line_number"}
+        rows.append({
+            "asset": PRICES_ASSET,
+            "source_file": r["_source_file"],
+            "line_number": r["line_number"],
+            "reason": "duplicate key",
+            "field": RULES["duplicate key"].field,
+            "value": f"date={r['session_date']}, ticker={r['ticker']} (also in {'; '.join(others)})",
+            "session_date": r["session_date"],
+            "market_id": market_id,
+            "raw_row": json.dumps(raw, default=str, sort_keys=True),
+        })
+    return tagged.filter(~dup).drop("_source_file"), quarantine_frame(rows)
+
+
+__all__ = [
+    "COLUMN_ALIASES",
+    "FilePriceProvider",
+    "RULES",
+    "VALID_PRICE_SCHEMA",
+    "derive_reference",
+    "load_instrument_master",
+    "price_row_schema",
+    "read_price_file",
+    "reference_from_master",
+    "resolve_columns",
+    "to_prices_daily",
+    "validate_price_rows",
+]
