@@ -78,6 +78,14 @@ def run_range(job_name: str, start: date, end: date, instance=None, tags: dict[s
 
     instance = instance or _instance()
     job = defs.resolve_job_def(job_name)
+    partitions = job.partitions_def
+    keys = set(partitions.get_partition_keys(dynamic_partitions_store=instance))
+    for name, value in (("--start", start), ("--end", end)):
+        if value.isoformat() not in keys:
+            raise SystemExit(f"prometheus: {name} {value} is not a session partition of job {job_name!r} "
+                             f"(partitions run {min(keys)}..{max(keys)}, trading sessions only)")
+    if end < start:
+        raise SystemExit(f"prometheus: --end {end} is before --start {start}")
     run_tags = {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat(), **(tags or {})}
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("PROMETHEUS_LOG_LEVEL", "WARNING")}}}}
     return job.execute_in_process(run_config=quiet, instance=instance, tags=run_tags, raise_on_error=False), dg

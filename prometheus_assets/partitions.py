@@ -16,7 +16,9 @@ def session_partitions(calendar: TradingCalendar, start: date) -> dg.TimeWindowP
 
     A weekday cron in the exchange's time zone with every weekday holiday excluded: weekends
     and holidays are never partition keys. Holidays come from exchange_calendars, which knows
-    them about a year ahead.
+    them about a year ahead. ``end_offset=1`` makes the current session a key as soon as it
+    starts (a weekday-cron window for Friday would otherwise only close on Monday, dagster
+    #17464); sensors guard with the calendar before launching a session's run.
     """
     start = calendar.validate_session(start) if calendar.is_session(start) else calendar.next_session(start)
     holidays = calendar.non_session_weekdays(start, calendar.last_session)
@@ -26,6 +28,7 @@ def session_partitions(calendar: TradingCalendar, start: date) -> dg.TimeWindowP
         fmt=SESSION_FMT,
         timezone=str(calendar.timezone),
         exclusions=[datetime.combine(d, datetime.min.time()) for d in holidays],
+        end_offset=1,
     )
 
 

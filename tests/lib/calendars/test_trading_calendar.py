@@ -39,6 +39,9 @@ CHICAGO = ZoneInfo("America/Chicago")
 BERLIN = ZoneInfo("Europe/Berlin")
 TOKYO = ZoneInfo("Asia/Tokyo")
 
+PRE_OPEN, SESSION = MarketState.PRE_OPEN, MarketState.SESSION
+POST_CLOSE, CLOSED = MarketState.POST_CLOSE, MarketState.CLOSED
+
 GOLDEN_CSV = Path(__file__).parents[2] / "fixtures" / "calendars" / "xnys_2023_2025.csv"
 
 
@@ -61,6 +64,22 @@ def weekdays(start: date, end: date) -> list[date]:
 
 def ny(*args: int, fold: int = 0) -> datetime:
     return datetime(*args, tzinfo=NEW_YORK, fold=fold)
+
+
+def chicago(*args: int) -> datetime:
+    return datetime(*args, tzinfo=CHICAGO)
+
+
+def berlin(*args: int) -> datetime:
+    return datetime(*args, tzinfo=BERLIN)
+
+
+def tokyo(*args: int) -> datetime:
+    return datetime(*args, tzinfo=TOKYO)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
 
 
 def nth_sunday(year: int, month: int, n: int) -> date:
@@ -242,7 +261,8 @@ def test_validate_session_with_xnys_holiday_raises_not_session_error_naming_date
 
     # Act / Assert
     assert xnys.is_session(holiday) is False
-    with pytest.raises(NotSessionError, match=rf"{holiday.isoformat()} is not a XNYS session \(a holiday\)"):
+    message = rf"{holiday.isoformat()} is not a XNYS session \(a holiday\)"
+    with pytest.raises(NotSessionError, match=message):
         xnys.validate_session(holiday)
 
 
@@ -283,7 +303,8 @@ def test_validate_session_with_date_outside_calendar_raises_calendar_error_not_h
 ) -> None:
     # Act / Assert
     assert xnys.is_session(outside) is False
-    with pytest.raises(CalendarError, match=rf"date {outside} is outside calendar XNYS's range") as info:
+    message = rf"date {outside} is outside calendar XNYS's range"
+    with pytest.raises(CalendarError, match=message) as info:
         xnys.validate_session(outside)
     assert not isinstance(info.value, NotSessionError)
 
@@ -712,29 +733,29 @@ def test_golden_csv_with_exchange_calendars_today_still_matches_its_data() -> No
 @pytest.mark.parametrize(
     ("at", "expected"),
     [
-        pytest.param(ny(2024, 3, 5, 2, 0), MarketState.CLOSED, id="overnight"),
-        pytest.param(ny(2024, 3, 5, 7, 59, 59), MarketState.CLOSED, id="just-before-pre-open"),
-        pytest.param(ny(2024, 3, 5, 8, 0), MarketState.PRE_OPEN, id="pre-open-starts-90-min-early"),
-        pytest.param(ny(2024, 3, 5, 9, 29, 59), MarketState.PRE_OPEN, id="last-second-of-pre-open"),
-        pytest.param(ny(2024, 3, 5, 9, 30), MarketState.SESSION, id="at-open"),
-        pytest.param(ny(2024, 3, 5, 12, 0), MarketState.SESSION, id="midday"),
-        pytest.param(ny(2024, 3, 5, 15, 59, 59), MarketState.SESSION, id="last-second-of-session"),
-        pytest.param(ny(2024, 3, 5, 16, 0), MarketState.POST_CLOSE, id="at-close"),
-        pytest.param(ny(2024, 3, 5, 18, 59, 59), MarketState.POST_CLOSE, id="end-of-post-close"),
-        pytest.param(ny(2024, 3, 5, 19, 0), MarketState.CLOSED, id="post-close-ends-180-min-on"),
-        pytest.param(ny(2024, 3, 5, 23, 59), MarketState.CLOSED, id="late-evening"),
-        pytest.param(ny(2024, 7, 3, 12, 59, 59), MarketState.SESSION, id="early-close-day-before-13h"),
-        pytest.param(ny(2024, 7, 3, 13, 0), MarketState.POST_CLOSE, id="early-close-at-13h"),
-        pytest.param(ny(2024, 7, 3, 15, 59, 59), MarketState.POST_CLOSE, id="early-close-post-window"),
-        pytest.param(ny(2024, 7, 3, 16, 0), MarketState.CLOSED, id="early-close-post-window-over"),
-        pytest.param(ny(2024, 7, 4, 10, 0), MarketState.CLOSED, id="holiday-independence-day"),
-        pytest.param(ny(2024, 12, 25, 9, 0), MarketState.CLOSED, id="holiday-christmas-pre-open-hour"),
-        pytest.param(ny(2018, 12, 5, 11, 0), MarketState.CLOSED, id="holiday-bush-funeral"),
-        pytest.param(ny(2012, 10, 29, 11, 0), MarketState.CLOSED, id="hurricane-sandy"),
-        pytest.param(ny(2024, 7, 6, 11, 0), MarketState.CLOSED, id="saturday"),
-        pytest.param(ny(2024, 7, 7, 9, 0), MarketState.CLOSED, id="sunday-pre-open-hour"),
-        pytest.param(ny(2024, 7, 8, 8, 30), MarketState.PRE_OPEN, id="monday-after-weekend"),
-        pytest.param(ny(2025, 1, 2, 9, 0), MarketState.PRE_OPEN, id="first-session-of-year"),
+        pytest.param(ny(2024, 3, 5, 2, 0), CLOSED, id="overnight"),
+        pytest.param(ny(2024, 3, 5, 7, 59, 59), CLOSED, id="just-before-pre-open"),
+        pytest.param(ny(2024, 3, 5, 8, 0), PRE_OPEN, id="pre-open-starts-90-min-early"),
+        pytest.param(ny(2024, 3, 5, 9, 29, 59), PRE_OPEN, id="last-second-of-pre-open"),
+        pytest.param(ny(2024, 3, 5, 9, 30), SESSION, id="at-open"),
+        pytest.param(ny(2024, 3, 5, 12, 0), SESSION, id="midday"),
+        pytest.param(ny(2024, 3, 5, 15, 59, 59), SESSION, id="last-second-of-session"),
+        pytest.param(ny(2024, 3, 5, 16, 0), POST_CLOSE, id="at-close"),
+        pytest.param(ny(2024, 3, 5, 18, 59, 59), POST_CLOSE, id="end-of-post-close"),
+        pytest.param(ny(2024, 3, 5, 19, 0), CLOSED, id="post-close-ends-180-min-on"),
+        pytest.param(ny(2024, 3, 5, 23, 59), CLOSED, id="late-evening"),
+        pytest.param(ny(2024, 7, 3, 12, 59, 59), SESSION, id="early-close-day-12-59"),
+        pytest.param(ny(2024, 7, 3, 13, 0), POST_CLOSE, id="early-close-at-13h"),
+        pytest.param(ny(2024, 7, 3, 15, 59, 59), POST_CLOSE, id="early-close-post-window"),
+        pytest.param(ny(2024, 7, 3, 16, 0), CLOSED, id="early-close-post-window-over"),
+        pytest.param(ny(2024, 7, 4, 10, 0), CLOSED, id="holiday-independence-day"),
+        pytest.param(ny(2024, 12, 25, 9, 0), CLOSED, id="holiday-christmas-pre-open-hour"),
+        pytest.param(ny(2018, 12, 5, 11, 0), CLOSED, id="holiday-bush-funeral"),
+        pytest.param(ny(2012, 10, 29, 11, 0), CLOSED, id="hurricane-sandy"),
+        pytest.param(ny(2024, 7, 6, 11, 0), CLOSED, id="saturday"),
+        pytest.param(ny(2024, 7, 7, 9, 0), CLOSED, id="sunday-pre-open-hour"),
+        pytest.param(ny(2024, 7, 8, 8, 30), PRE_OPEN, id="monday-after-weekend"),
+        pytest.param(ny(2025, 1, 2, 9, 0), PRE_OPEN, id="first-session-of-year"),
     ],
 )
 def test_market_state_with_xnys_instant_returns_state_of_the_daily_cycle(
@@ -762,23 +783,25 @@ def test_market_state_with_same_instant_in_another_time_zone_gives_same_state(
 
 
 @pytest.mark.parametrize(
-    ("pre_open", "post_close", "at", "expected"),
+    ("pre_minutes", "post_minutes", "at", "expected"),
     [
-        pytest.param(timedelta(0), timedelta(0), ny(2024, 3, 5, 9, 29, 59), MarketState.CLOSED, id="no-windows-before-open"),
-        pytest.param(timedelta(0), timedelta(0), ny(2024, 3, 5, 9, 30), MarketState.SESSION, id="no-windows-at-open"),
-        pytest.param(timedelta(0), timedelta(0), ny(2024, 3, 5, 16, 0), MarketState.CLOSED, id="no-windows-at-close"),
-        pytest.param(timedelta(hours=3), timedelta(0), ny(2024, 3, 5, 6, 30), MarketState.PRE_OPEN, id="3h-pre-open"),
-        pytest.param(timedelta(hours=3), timedelta(0), ny(2024, 3, 5, 6, 29, 59), MarketState.CLOSED, id="before-3h-pre-open"),
-        pytest.param(timedelta(minutes=90), timedelta(minutes=30), ny(2024, 3, 5, 16, 29, 59), MarketState.POST_CLOSE, id="30m-post-close"),
-        pytest.param(timedelta(minutes=90), timedelta(minutes=30), ny(2024, 3, 5, 16, 30), MarketState.CLOSED, id="after-30m-post-close"),
-        pytest.param(timedelta(minutes=10), timedelta(minutes=180), ny(2024, 3, 5, 8, 0), MarketState.CLOSED, id="10m-pre-open-at-8h"),
+        pytest.param(0, 0, ny(2024, 3, 5, 9, 29, 59), CLOSED, id="no-windows-before-open"),
+        pytest.param(0, 0, ny(2024, 3, 5, 9, 30), SESSION, id="no-windows-at-open"),
+        pytest.param(0, 0, ny(2024, 3, 5, 16, 0), CLOSED, id="no-windows-at-close"),
+        pytest.param(180, 0, ny(2024, 3, 5, 6, 30), PRE_OPEN, id="3h-pre-open"),
+        pytest.param(180, 0, ny(2024, 3, 5, 6, 29, 59), CLOSED, id="before-3h-pre-open"),
+        pytest.param(90, 30, ny(2024, 3, 5, 16, 29, 59), POST_CLOSE, id="30m-post-close"),
+        pytest.param(90, 30, ny(2024, 3, 5, 16, 30), CLOSED, id="after-30m-post-close"),
+        pytest.param(10, 180, ny(2024, 3, 5, 8, 0), CLOSED, id="10m-pre-open-at-8h"),
     ],
 )
 def test_market_state_with_custom_windows_moves_pre_open_and_post_close_boundaries(
-    pre_open: timedelta, post_close: timedelta, at: datetime, expected: MarketState
+    pre_minutes: int, post_minutes: int, at: datetime, expected: MarketState
 ) -> None:
     # Arrange
-    calendar = TradingCalendar("XNYS", pre_open=pre_open, post_close=post_close)
+    calendar = TradingCalendar(
+        "XNYS", pre_open=timedelta(minutes=pre_minutes), post_close=timedelta(minutes=post_minutes)
+    )
 
     # Act / Assert
     assert calendar.market_state(at) is expected
@@ -786,13 +809,14 @@ def test_market_state_with_custom_windows_moves_pre_open_and_post_close_boundari
 
 def test_market_state_with_naive_datetime_raises_calendar_error(xnys: TradingCalendar) -> None:
     # Act / Assert
-    with pytest.raises(CalendarError, match="at must be timezone-aware, was naive 2024-03-05T10:00:00"):
+    message = "at must be timezone-aware, was naive 2024-03-05T10:00:00"
+    with pytest.raises(CalendarError, match=message):
         xnys.market_state(datetime(2024, 3, 5, 10, 0))
 
 
 @pytest.mark.parametrize(
     "at",
-    [datetime(1999, 6, 1, 15, 0, tzinfo=UTC), datetime(2030, 6, 3, 15, 0, tzinfo=UTC)],
+    [utc(1999, 6, 1, 15, 0), utc(2030, 6, 3, 15, 0)],
     ids=["before-calendar", "after-calendar"],
 )
 def test_market_state_with_instant_outside_calendar_raises_calendar_error(
@@ -810,20 +834,20 @@ def test_market_state_with_instant_outside_calendar_raises_calendar_error(
     ("at_utc", "expected"),
     [
         # Friday before spring forward: EST, open 09:30 = 14:30 UTC.
-        pytest.param(datetime(2024, 3, 8, 13, 30), MarketState.PRE_OPEN, id="fri-0830-est"),
-        pytest.param(datetime(2024, 3, 8, 14, 30), MarketState.SESSION, id="fri-0930-est"),
+        pytest.param(datetime(2024, 3, 8, 13, 30), PRE_OPEN, id="fri-0830-est"),
+        pytest.param(datetime(2024, 3, 8, 14, 30), SESSION, id="fri-0930-est"),
         # The switch Sunday itself (02:00 -> 03:00 local) is closed all day.
-        pytest.param(datetime(2024, 3, 10, 7, 30), MarketState.CLOSED, id="sun-0330-edt"),
-        pytest.param(datetime(2024, 3, 10, 14, 30), MarketState.CLOSED, id="sun-1030-edt"),
+        pytest.param(datetime(2024, 3, 10, 7, 30), CLOSED, id="sun-0330-edt"),
+        pytest.param(datetime(2024, 3, 10, 14, 30), CLOSED, id="sun-1030-edt"),
         # Monday after: EDT, open 09:30 = 13:30 UTC.
-        pytest.param(datetime(2024, 3, 11, 12, 0), MarketState.PRE_OPEN, id="mon-0800-edt"),
-        pytest.param(datetime(2024, 3, 11, 13, 30), MarketState.SESSION, id="mon-0930-edt"),
-        pytest.param(datetime(2024, 3, 11, 20, 0), MarketState.POST_CLOSE, id="mon-1600-edt"),
+        pytest.param(datetime(2024, 3, 11, 12, 0), PRE_OPEN, id="mon-0800-edt"),
+        pytest.param(datetime(2024, 3, 11, 13, 30), SESSION, id="mon-0930-edt"),
+        pytest.param(datetime(2024, 3, 11, 20, 0), POST_CLOSE, id="mon-1600-edt"),
         # Autumn: Friday EDT open 13:30 UTC, Monday EST open 14:30 UTC.
-        pytest.param(datetime(2024, 11, 1, 13, 30), MarketState.SESSION, id="fri-0930-edt"),
-        pytest.param(datetime(2024, 11, 4, 13, 30), MarketState.PRE_OPEN, id="mon-0830-est"),
-        pytest.param(datetime(2024, 11, 4, 14, 30), MarketState.SESSION, id="mon-0930-est"),
-        pytest.param(datetime(2024, 11, 4, 21, 0), MarketState.POST_CLOSE, id="mon-1600-est"),
+        pytest.param(datetime(2024, 11, 1, 13, 30), SESSION, id="fri-0930-edt"),
+        pytest.param(datetime(2024, 11, 4, 13, 30), PRE_OPEN, id="mon-0830-est"),
+        pytest.param(datetime(2024, 11, 4, 14, 30), SESSION, id="mon-0930-est"),
+        pytest.param(datetime(2024, 11, 4, 21, 0), POST_CLOSE, id="mon-1600-est"),
     ],
 )
 def test_market_state_with_dst_switch_follows_local_0930_open_not_utc(
@@ -847,13 +871,13 @@ def test_market_state_with_ambiguous_fall_back_hour_on_switch_sunday_is_closed(
 @pytest.mark.parametrize(
     ("at", "expected"),
     [
-        pytest.param(datetime(2024, 3, 28, 8, 30, tzinfo=BERLIN), MarketState.PRE_OPEN, id="thu-cet-pre-open"),
-        pytest.param(datetime(2024, 3, 28, 9, 0, tzinfo=BERLIN), MarketState.SESSION, id="thu-cet-open"),
-        pytest.param(datetime(2024, 3, 29, 10, 0, tzinfo=BERLIN), MarketState.CLOSED, id="good-friday"),
-        pytest.param(datetime(2024, 3, 31, 10, 0, tzinfo=BERLIN), MarketState.CLOSED, id="switch-sunday"),
-        pytest.param(datetime(2024, 4, 1, 10, 0, tzinfo=BERLIN), MarketState.CLOSED, id="easter-monday"),
-        pytest.param(datetime(2024, 4, 2, 7, 0, tzinfo=UTC), MarketState.SESSION, id="tue-cest-open-is-07-utc"),
-        pytest.param(datetime(2024, 4, 2, 6, 59, tzinfo=UTC), MarketState.PRE_OPEN, id="tue-cest-just-before-open"),
+        pytest.param(berlin(2024, 3, 28, 8, 30), PRE_OPEN, id="thu-cet-pre-open"),
+        pytest.param(berlin(2024, 3, 28, 9, 0), SESSION, id="thu-cet-open"),
+        pytest.param(berlin(2024, 3, 29, 10, 0), CLOSED, id="good-friday"),
+        pytest.param(berlin(2024, 3, 31, 10, 0), CLOSED, id="switch-sunday"),
+        pytest.param(berlin(2024, 4, 1, 10, 0), CLOSED, id="easter-monday"),
+        pytest.param(utc(2024, 4, 2, 7, 0), SESSION, id="tue-cest-open-is-07-utc"),
+        pytest.param(utc(2024, 4, 2, 6, 59), PRE_OPEN, id="tue-cest-just-before-open"),
     ],
 )
 def test_market_state_with_xetr_around_eu_dst_switch_follows_local_0900_open(
@@ -867,7 +891,7 @@ def test_market_state_with_xtks_lunch_break_counts_break_as_session() -> None:
     # Arrange: Tokyo breaks 11:30-12:30; a session under way stays SESSION (documented choice),
     # unlike exchange_calendars' is_open_on_minute, which says closed during the break.
     calendar = TradingCalendar("XTKS")
-    at = datetime(2024, 6, 3, 12, 0, tzinfo=TOKYO)
+    at = tokyo(2024, 6, 3, 12, 0)
     oracle = xcal("XTKS")
     assert oracle.break_starts[pd.Timestamp("2024-06-03")] <= pd.Timestamp(at)
     assert not oracle.is_open_on_minute(pd.Timestamp(at))
@@ -883,14 +907,14 @@ def test_market_state_with_xtks_lunch_break_counts_break_as_session() -> None:
 @pytest.mark.parametrize(
     ("at", "expected"),
     [
-        pytest.param(datetime(2024, 7, 3, 17, 0, tzinfo=CHICAGO), MarketState.SESSION, id="close-of-one-is-open-of-next"),
-        pytest.param(datetime(2024, 7, 4, 11, 59, tzinfo=CHICAGO), MarketState.SESSION, id="holiday-session-before-early-close"),
-        pytest.param(datetime(2024, 7, 4, 12, 0, tzinfo=CHICAGO), MarketState.POST_CLOSE, id="early-close-at-noon"),
-        pytest.param(datetime(2024, 7, 4, 14, 59, tzinfo=CHICAGO), MarketState.POST_CLOSE, id="end-of-post-close"),
-        pytest.param(datetime(2024, 7, 4, 15, 15, tzinfo=CHICAGO), MarketState.CLOSED, id="gap-between-windows"),
-        pytest.param(datetime(2024, 7, 4, 15, 30, tzinfo=CHICAGO), MarketState.PRE_OPEN, id="pre-open-of-evening-session"),
-        pytest.param(datetime(2024, 7, 6, 12, 0, tzinfo=CHICAGO), MarketState.CLOSED, id="saturday"),
-        pytest.param(datetime(2024, 7, 7, 17, 0, tzinfo=CHICAGO), MarketState.SESSION, id="sunday-evening-open"),
+        pytest.param(chicago(2024, 7, 3, 17, 0), SESSION, id="close-is-next-open"),
+        pytest.param(chicago(2024, 7, 4, 11, 59), SESSION, id="before-early-close"),
+        pytest.param(chicago(2024, 7, 4, 12, 0), POST_CLOSE, id="early-close-at-noon"),
+        pytest.param(chicago(2024, 7, 4, 14, 59), POST_CLOSE, id="end-of-post-close"),
+        pytest.param(chicago(2024, 7, 4, 15, 15), CLOSED, id="gap-between-windows"),
+        pytest.param(chicago(2024, 7, 4, 15, 30), PRE_OPEN, id="evening-pre-open"),
+        pytest.param(chicago(2024, 7, 6, 12, 0), CLOSED, id="saturday"),
+        pytest.param(chicago(2024, 7, 7, 17, 0), SESSION, id="sunday-evening-open"),
     ],
 )
 def test_market_state_with_cmes_round_the_clock_market_returns_expected_state(
@@ -904,7 +928,7 @@ def test_market_state_with_overlapping_windows_prefers_post_close_over_pre_open(
     # Arrange: CMES closes 12:00 CT on 2024-07-04 and reopens 17:00; a 4 h post-close window
     # (to 16:00) overlaps the 90 min pre-open window (from 15:30).
     calendar = TradingCalendar("CMES", post_close=timedelta(hours=4))
-    at = datetime(2024, 7, 4, 15, 45, tzinfo=CHICAGO)
+    at = chicago(2024, 7, 4, 15, 45)
 
     # Act
     state = calendar.market_state(at)
@@ -918,7 +942,7 @@ def test_market_state_with_post_close_overlapping_next_open_prefers_session() ->
     calendar = TradingCalendar("CMES", post_close=timedelta(hours=12))
 
     # Act / Assert
-    assert calendar.market_state(datetime(2024, 7, 4, 18, 0, tzinfo=CHICAGO)) is MarketState.SESSION
+    assert calendar.market_state(chicago(2024, 7, 4, 18, 0)) is MarketState.SESSION
 
 
 # ---------------------------------------------------------------- session_at / last_closed_session
@@ -928,12 +952,12 @@ def test_market_state_with_post_close_overlapping_next_open_prefers_session() ->
     ("code", "at", "expected"),
     [
         pytest.param("XNYS", ny(2024, 7, 3, 9, 30), date(2024, 7, 3), id="xnys-at-open"),
-        pytest.param("XNYS", ny(2024, 7, 3, 12, 59), date(2024, 7, 3), id="xnys-before-early-close"),
+        pytest.param("XNYS", ny(2024, 7, 3, 12, 59), date(2024, 7, 3), id="xnys-pre-early-close"),
         pytest.param("XNYS", ny(2024, 7, 3, 13, 0), None, id="xnys-post-close"),
         pytest.param("XNYS", ny(2024, 7, 5, 9, 0), None, id="xnys-pre-open"),
         pytest.param("XNYS", ny(2024, 7, 4, 12, 0), None, id="xnys-holiday"),
-        pytest.param("CMES", datetime(2024, 7, 3, 18, 0, tzinfo=CHICAGO), date(2024, 7, 4), id="cmes-evening-belongs-to-next-day"),
-        pytest.param("XTKS", datetime(2024, 6, 3, 9, 0, tzinfo=TOKYO), date(2024, 6, 3), id="xtks-open"),
+        pytest.param("CMES", chicago(2024, 7, 3, 18, 0), date(2024, 7, 4), id="cmes-evening"),
+        pytest.param("XTKS", tokyo(2024, 6, 3, 9, 0), date(2024, 6, 3), id="xtks-open"),
     ],
 )
 def test_session_at_with_instant_returns_session_under_way_or_none(
@@ -978,7 +1002,7 @@ def test_last_closed_session_with_naive_datetime_raises_calendar_error(
 
 @pytest.mark.parametrize(
     "at",
-    [ny(2000, 1, 3, 12, 0), datetime(2030, 6, 3, 15, 0, tzinfo=UTC)],
+    [ny(2000, 1, 3, 12, 0), utc(2030, 6, 3, 15, 0)],
     ids=["before-first-close", "after-calendar"],
 )
 def test_last_closed_session_with_no_known_answer_raises_calendar_error(
@@ -992,7 +1016,9 @@ def test_last_closed_session_with_no_known_answer_raises_calendar_error(
 # ---------------------------------------------------------------- property
 
 
-def expected_state(code: str, at: datetime, pre: timedelta, post: timedelta) -> tuple[MarketState, date | None]:
+def expected_state(
+    code: str, at: datetime, pre: timedelta, post: timedelta
+) -> tuple[MarketState, date | None]:
     """Market state from exchange_calendars' own opens/closes, by the documented priority."""
     oracle, t = xcal(code), pd.Timestamp(at)
     day = t.tz_convert(None).normalize()
