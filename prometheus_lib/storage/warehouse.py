@@ -100,17 +100,29 @@ def _check_partition(table: Table, frame: pl.DataFrame, start: date | None, end:
         )
 
 
-def _where(table: Table, start: date | None, end: date | None, scope: Mapping[str, Any], placeholder: str) -> tuple[str, list[Any]]:
+def _where(
+    table: Table, start: date | None, end: date | None, scope: Mapping[str, Any], placeholder: str,
+    include_undated: bool = True,
+) -> tuple[str, list[Any]]:
     clauses, params = [], []
     if start is not None or end is not None:
         if table.partition_column is None:
             raise WarehouseError(f"{table.qualified_name} is not partitioned: start/end do not apply")
+        col = table.partition_column
+        window, wparams = [], []
         if start is not None:
-            clauses.append(f"{table.partition_column} >= {placeholder}")
-            params.append(start)
+            window.append(f"{col} >= {placeholder}")
+            wparams.append(start)
         if end is not None:
-            clauses.append(f"{table.partition_column} <= {placeholder}")
-            params.append(end)
+            window.append(f"{col} <= {placeholder}")
+            wparams.append(end)
+        cond = " AND ".join(window)
+        # Rows whose session is unknown (a quarantined row with an unparseable date) belong to
+        # every partition of their scope: a partition write re-reports and replaces them.
+        if table.column(col).nullable and include_undated:
+            cond = f"(({cond}) OR {col} IS NULL)"
+        clauses.append(cond)
+        params.extend(wparams)
     for col, value in scope.items():
         table.column(col)  # raises on an unknown column
         clauses.append(f"{_check_ident(col)} = {placeholder}")
