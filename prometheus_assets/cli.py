@@ -93,14 +93,12 @@ def run_range(job_name: str, start: date, end: date, instance=None, tags: dict[s
 
 def summarise(result, start: date, end: date, seconds: float) -> tuple[str, bool]:
     """Return a short text summary of a run and whether it is healthy (no ERROR check failed)."""
-    from prometheus_assets.definitions import defs
-    from prometheus_assets.resources import WarehouseResource
+    from prometheus_assets.definitions import defs, open_defs_warehouse
     from prometheus_lib.storage.catalog import catalogue_tables
 
-    warehouse: WarehouseResource = defs.resources["warehouse"]
     lines = [f"Prometheus main job: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s "
              f"(run {result.run_id[:8]}, sessions {start}..{end})", "", "Rows per table:"]
-    with warehouse.open() as wh:
+    with open_defs_warehouse(defs) as wh:
         location = wh.location
         for t in catalogue_tables():
             if t.name == "schema_migrations":
@@ -158,11 +156,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from prometheus_assets.definitions import defs
+    from prometheus_assets.definitions import defs, open_defs_warehouse
+    from prometheus_lib.storage.migrations import applied_versions
 
-    with defs.resources["warehouse"].open() as wh:
-        from prometheus_lib.storage.migrations import applied_versions
-
+    with open_defs_warehouse(defs) as wh:
         print(f"Warehouse {wh.location}: migrations applied {sorted(applied_versions(wh))}")
     return 0
 

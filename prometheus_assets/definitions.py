@@ -7,6 +7,9 @@ named in warehouse.yaml) is set, else the embedded DuckDB file under ``$PROMETHE
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import dagster as dg
 
 from prometheus_assets.assets.ingestion import build_ingestion_assets
@@ -19,6 +22,7 @@ from prometheus_assets.resources import PlatformResource, WarehouseResource
 from prometheus_lib.config import PlatformConfig, load_config
 from prometheus_lib.data.ingestion import market_calendar
 from prometheus_lib.storage.factory import resolve_backend
+from prometheus_lib.storage.warehouse import Warehouse
 
 INGEST_JOB = "ingest"
 
@@ -61,6 +65,14 @@ def build_definitions(config_dir: str | None = None, warehouse: WarehouseResourc
         },
         executor=dg.in_process_executor,
     )
+
+
+@contextlib.contextmanager
+def open_defs_warehouse(definitions: dg.Definitions) -> Iterator[Warehouse]:
+    """Open the warehouse of ``definitions`` outside a run, resolving ``EnvVar`` settings."""
+    with dg.build_resources({WAREHOUSE: definitions.resources[WAREHOUSE]}) as resources:
+        with getattr(resources, WAREHOUSE).open() as wh:
+            yield wh
 
 
 defs = build_definitions()
