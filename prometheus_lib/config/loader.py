@@ -9,6 +9,7 @@ and the bad value, for example::
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,10 @@ _FILE_MODELS: dict[str, type[FrozenModel]] = {
 }
 
 _ID_KEYS = ("market_id", "strategy_id", "portfolio_id")
+# Keys whose values an error message must not echo (a URL can carry a password).
+_SECRET_KEY = re.compile(r"(^|_)(url|uri|dsn|password|secret|token)$", re.IGNORECASE)
+# The key that names an item of each list: a strategy's own id, not the market it trades.
+_LIST_ID_KEY = {"markets": "market_id", "strategies": "strategy_id", "portfolios": "portfolio_id"}
 
 
 def default_config_dir() -> Path:
@@ -76,11 +81,13 @@ def _key_path(loc: tuple[Any, ...], data: Any) -> str:
     """Render a pydantic error location as a readable key path, naming list items by their id."""
     parts: list[str] = []
     node = data
+    list_name: Any = None
     for item in loc:
         if isinstance(item, int):
             label = str(item)
             if isinstance(node, list) and 0 <= item < len(node) and isinstance(node[item], dict):
-                for k in _ID_KEYS:
+                preferred = _LIST_ID_KEY.get(list_name)
+                for k in ((preferred,) if preferred else ()) + _ID_KEYS:
                     if k in node[item]:
                         label = str(node[item][k])
                         break
@@ -89,6 +96,7 @@ def _key_path(loc: tuple[Any, ...], data: Any) -> str:
         else:
             parts.append(("." if parts else "") + str(item))
             node = node.get(item) if isinstance(node, dict) else None
+        list_name = item
     return "".join(parts) or "<root>"
 
 
@@ -103,6 +111,8 @@ def _format_errors(path: Path, error: ValidationError, data: Any) -> str:
         shown = "" if e["type"] == "missing" else f" (was {value!r})"
         if isinstance(value, dict):
             shown = ""
+        elif e["loc"] and _SECRET_KEY.search(str(e["loc"][-1])):
+            shown = " (value hidden: URLs and secrets belong in environment variables)"
         lines.append(f"{path}: {loc}: {msg}{shown}")
     return "\n".join(lines)
 
@@ -137,6 +147,36 @@ def load_file(path: Path, model: type[FrozenModel]) -> FrozenModel:
         raise ConfigError(_format_errors(path, e, data)) from None
 
 
+def _cross_check(folder: Path, markets: MarketsFile, strategies: StrategiesFile) -> None:
+    """Check the ids the files refer to each other by, naming the file and key of each culprit."""
+    mpath, spath = folder / "markets.yaml", folder / "strategies.yaml"
+    market_ids = [m.market_id for m in markets.markets]
+    strategy_ids = [s.strategy_id for s in strategies.strategies]
+    errors = []
+    for m in sorted({i for i in market_ids if market_ids.count(i) > 1}):
+        errors.append(f"{mpath}: markets[{m}].market_id: duplicate market_id (was {m!r})")
+    if markets.primary_market not in market_ids:
+        errors.append(
+            f"{mpath}: primary_market: not a market of this file; markets: {market_ids} "
+            f"(was {markets.primary_market!r})"
+        )
+    for s in sorted({i for i in strategy_ids if strategy_ids.count(i) > 1}):
+        errors.append(f"{spath}: strategies[{s}].strategy_id: duplicate strategy_id (was {s!r})")
+    if strategies.default_strategy not in strategy_ids:
+        errors.append(
+            f"{spath}: default_strategy: not a strategy of this file; strategies: {strategy_ids} "
+            f"(was {strategies.default_strategy!r})"
+        )
+    for s in strategies.strategies:
+        if s.market_id not in market_ids:
+            errors.append(
+                f"{spath}: strategies[{s.strategy_id}].market_id: unknown market; markets in "
+                f"{mpath.name}: {market_ids} (was {s.market_id!r})"
+            )
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
 def load_config(config_dir: str | Path | None = None) -> PlatformConfig:
     """Load and cross-check every file of ``config_dir`` into a ``PlatformConfig``.
 
@@ -156,6 +196,7 @@ def load_config(config_dir: str | Path | None = None) -> PlatformConfig:
     files = {name: load_file(folder / name, model) for name, model in _FILE_MODELS.items()}
     markets: MarketsFile = files["markets.yaml"]  # type: ignore[assignment]
     strategies: StrategiesFile = files["strategies.yaml"]  # type: ignore[assignment]
+    _cross_check(folder, markets, strategies)
     try:
         return PlatformConfig(
             markets=markets.markets,

@@ -436,12 +436,14 @@ class PostgresWarehouse(Warehouse):
                 exprs.append(pl.col(c.name))
         out = frame.select(exprs)
         cols = ", ".join(table.column_names)
-        sql = f"COPY {table.qualified_name} ({cols}) FROM STDIN (FORMAT csv, NULL '\\N')"
+        # Every non-numeric value is quoted and NULL is the unquoted empty field, so no string
+        # (not "", not "\N", not "\.") can be mistaken for NULL or for the end-of-data marker.
+        sql = f"COPY {table.qualified_name} ({cols}) FROM STDIN (FORMAT csv, NULL '')"
         with self._con.cursor() as cur, cur.copy(sql) as copy:
             for offset in range(0, out.height, _COPY_CHUNK_ROWS):
                 buf = io.BytesIO()
                 out.slice(offset, _COPY_CHUNK_ROWS).write_csv(
-                    buf, include_header=False, null_value="\\N",
+                    buf, include_header=False, null_value="", quote_style="non_numeric",
                     datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z", date_format="%Y-%m-%d",
                 )
                 copy.write(buf.getvalue())
@@ -452,11 +454,14 @@ class PostgresWarehouse(Warehouse):
         sel = ", ".join(columns)
         inner = psycopg.ClientCursor(self._con).mogrify(f"SELECT {sel} FROM {table.qualified_name}{where}", params or None)
         buf = io.BytesIO()
-        with self._con.cursor() as cur, cur.copy(f"COPY ({inner}) TO STDOUT (FORMAT csv, HEADER true, NULL '\\N')") as copy:
+        # FORCE_QUOTE quotes every non-NULL value, so the unquoted empty field is NULL and a
+        # quoted "" is the empty string (polars reads them that way).
+        copy_sql = f"COPY ({inner}) TO STDOUT (FORMAT csv, HEADER true, NULL '', FORCE_QUOTE *)"
+        with self._con.cursor() as cur, cur.copy(copy_sql) as copy:
             for block in copy:
                 buf.write(block)
         raw = {c: pl.String for c in columns}
-        df = pl.read_csv(buf.getvalue(), schema_overrides=raw, null_values="\\N", infer_schema=False) if buf.tell() else pl.DataFrame(schema=raw)
+        df = pl.read_csv(buf.getvalue(), schema_overrides=raw, infer_schema=False) if buf.tell() else pl.DataFrame(schema=raw)
         exprs = []
         for c in columns:
             col = table.column(c)
