@@ -198,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``prometheus`` console script."""
+    import warnings
+
+    import dagster as dg
+
+    # Single-run backfill policies and partitioned checks are marked beta/preview in 1.13; the
+    # platform relies on them deliberately, so the CLI does not repeat the notice on every run.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     args = build_parser().parse_args(argv)
     dagster_home()
     return int(args.fn(args) or 0)
