@@ -1,0 +1,80 @@
+-- Close-to-close simple and log returns, overnight (open vs previous close) and intraday
+-- (close vs open) returns. The previous close is the close of the previous *session*: an
+-- instrument's first session, or a session after one it did not trade, has no return (null,
+-- never 0). Prices are raw closes (adjusted_close is not used).
+{{ config(alias="returns_daily") }}
+
+with
+
+prices as (
+
+    select * from {{ ref("stg_market__prices_daily") }}
+    where market_id = {{ panel_market_id() }}
+
+),
+
+sessions as (
+
+    select * from {{ ref("int_sessions") }}
+
+),
+
+bounds as (
+
+    {{ panel_bounds(1) }}
+
+),
+
+indexed as (
+
+    select
+        prices.instrument_id,
+        prices.session_date,
+        prices.market_id,
+        sessions.session_idx,
+        prices.open,
+        prices.close
+
+    from prices
+    inner join sessions on sessions.session_date = prices.session_date
+    cross join bounds
+    where sessions.session_idx between bounds.from_idx and bounds.last_idx
+
+),
+
+with_previous as (
+
+    select
+        today.instrument_id,
+        today.session_date,
+        today.market_id,
+        today.session_idx,
+        today.open,
+        today.close,
+        yesterday.close as previous_close
+
+    from indexed as today
+    left join indexed as yesterday
+        on yesterday.instrument_id = today.instrument_id
+        and yesterday.session_idx = today.session_idx - 1
+
+),
+
+final as (
+
+    select
+        with_previous.instrument_id,
+        with_previous.session_date,
+        with_previous.market_id,
+        with_previous.close / with_previous.previous_close - 1 as return_simple,
+        {{ safe_ln("with_previous.close / with_previous.previous_close") }} as return_log,
+        with_previous.open / with_previous.previous_close - 1 as return_overnight,
+        with_previous.close / with_previous.open - 1 as return_intraday
+
+    from with_previous
+    cross join bounds
+    where with_previous.session_idx between bounds.first_idx and bounds.last_idx
+
+)
+
+select * from final
