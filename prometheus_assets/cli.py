@@ -133,7 +133,7 @@ def cmd_main(args: argparse.Namespace) -> int:
     start, end = args.start or start, args.end or end
     print(f"Running the main job over {start}..{end} on {os.environ.get('PROMETHEUS_WAREHOUSE_URL') and 'PostgreSQL' or 'the embedded DuckDB warehouse'} ...", flush=True)
     t0 = time.perf_counter()
-    result, _ = run_range("ingest", start, end, tags={"prometheus/command": "main"})
+    result, _ = run_range("main", start, end, tags={"prometheus/command": "main"})
     text, healthy = summarise(result, start, end, time.perf_counter() - t0)
     print(text)
     return 0 if healthy else 1

@@ -18,3 +18,5 @@ WAREHOUSE_IO = "warehouse_io_manager"
 # Asset metadata keys read by the warehouse IO manager.
 META_TABLE = "prometheus/table"
 META_SCOPE = "prometheus/scope"
+PANELS = "panels"
+DBT = "dbt"

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import dagster as dg
 
 from prometheus_assets.assets.ingestion import build_ingestion_assets
+from prometheus_assets.assets.panels import build_panel_assets, dbt_resource
 from prometheus_assets.assets.reference import build_reference_assets
 from prometheus_assets.checks import build_ingestion_checks
-from prometheus_assets.constants import INGESTION, PLATFORM, REFERENCE, WAREHOUSE, WAREHOUSE_IO
+from prometheus_assets.constants import DBT, INGESTION, PANELS, PLATFORM, REFERENCE, WAREHOUSE, WAREHOUSE_IO
 from prometheus_assets.io_manager import WarehouseIOManager
 from prometheus_assets.partitions import session_partitions
 from prometheus_assets.resources import PlatformResource, WarehouseResource
@@ -25,6 +26,8 @@ from prometheus_lib.storage.factory import resolve_backend
 from prometheus_lib.storage.warehouse import Warehouse
 
 INGEST_JOB = "ingest"
+MAIN_JOB = "main"
+PANELS_JOB = "panels"
 
 
 def warehouse_from_config(config: PlatformConfig) -> WarehouseResource:
@@ -47,21 +50,34 @@ def build_definitions(config_dir: str | None = None, warehouse: WarehouseResourc
     market_id = config.primary_market
     sessions = sessions_partitions_def(config)
     warehouse = warehouse or warehouse_from_config(config)
-    assets = [*build_reference_assets(market_id), *build_ingestion_assets(sessions, market_id)]
-    ingest = dg.define_asset_job(
-        INGEST_JOB,
-        selection=dg.AssetSelection.groups(REFERENCE, INGESTION),
-        partitions_def=sessions,
-        description="Reference tables and session-partitioned ingestion with their checks.",
-    )
+    assets = [
+        *build_reference_assets(market_id),
+        *build_ingestion_assets(sessions, market_id),
+        build_panel_assets(sessions, market_id),
+    ]
+    jobs = [
+        dg.define_asset_job(
+            INGEST_JOB, selection=dg.AssetSelection.groups(REFERENCE, INGESTION), partitions_def=sessions,
+            description="Reference tables and session-partitioned ingestion with their checks.",
+        ),
+        dg.define_asset_job(
+            PANELS_JOB, selection=dg.AssetSelection.groups(PANELS), partitions_def=sessions,
+            description="The dbt panels (returns, volatility, factors, exposures, correlations) for a session range.",
+        ),
+        dg.define_asset_job(
+            MAIN_JOB, selection=dg.AssetSelection.groups(REFERENCE, INGESTION, PANELS), partitions_def=sessions,
+            description="Ingestion, checks and panels for a session range, as one run.",
+        ),
+    ]
     return dg.Definitions(
         assets=assets,
         asset_checks=build_ingestion_checks(sessions, market_id),
-        jobs=[ingest],
+        jobs=jobs,
         resources={
             WAREHOUSE: warehouse,
             PLATFORM: PlatformResource(config_dir=config_dir or ""),
             WAREHOUSE_IO: WarehouseIOManager(warehouse=warehouse),
+            DBT: dbt_resource(),
         },
         executor=dg.in_process_executor,
     )

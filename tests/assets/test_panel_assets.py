@@ -1,0 +1,61 @@
+"""The dbt panels as Dagster assets: one partitioned run builds them for its range, dbt tests
+are asset checks, and a failing error-severity test blocks what is downstream of it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+from providers import build_defs, check_results, make_config_dir, run_range
+
+from prometheus_assets.definitions import MAIN_JOB, PANELS_JOB
+from prometheus_lib.storage.factory import open_warehouse
+
+START, END = date(2024, 1, 2), date(2024, 2, 29)
+PANEL_KEYS = [dg.AssetKey(["historical", t]) for t in
+              ("returns_daily", "volatility_daily", "factors_daily", "instrument_factors_daily", "correlation_panels")]
+
+
+def test_main_job_with_range_builds_panels_for_every_session(tmp_path, warehouse_location):
+    # Arrange
+    defs = build_defs(make_config_dir(tmp_path), warehouse_location)
+
+    # Act
+    result = run_range(defs, START, END, job_name=MAIN_JOB)
+
+    # Assert
+    assert result.success
+    mats = result.get_asset_materialization_events()
+    materialised = {m.asset_key for m in mats}
+    for key in PANEL_KEYS:
+        assert key in materialised, key
+    sessions = {m.partition for m in mats if m.asset_key == dg.AssetKey(["historical", "returns_daily"])}
+    assert len(sessions) == 40  # every session of Jan-Feb 2024
+    with open_warehouse(**warehouse_location) as wh:
+        assert wh.row_count("returns_daily") == wh.row_count("prices_daily")
+    checks = check_results(result)
+    dbt_checks = {k: e for k, e in checks.items() if k[0] == "historical/returns_daily"}
+    assert dbt_checks and all(e.passed for e in dbt_checks.values())
+    assert any(name.startswith("unique_combination") for _, name in dbt_checks)
+
+
+def test_panels_job_with_failing_dbt_test_blocks_downstream_panels(tmp_path, warehouse_location):
+    # Arrange: ingest cleanly, then a bar with high < low reaches the table behind the checks' back
+    defs = build_defs(make_config_dir(tmp_path), warehouse_location)
+    assert run_range(defs, START, END, job_name="ingest").success
+    with open_warehouse(**warehouse_location) as wh:
+        wh.execute("UPDATE historical.prices_daily SET high = low * 0.5 "
+                   f"WHERE session_date = {wh.placeholder} AND instrument_id = {wh.placeholder}",
+                   [date(2024, 2, 1), "SYN0001"])
+
+    # Act
+    result = run_range(defs, START, END, job_name=PANELS_JOB)
+
+    # Assert: the staging test fails with ERROR severity and the panels were not rebuilt
+    checks = check_results(result)
+    failed = [(k, e) for k, e in checks.items() if not e.passed]
+    assert any("high_at_least_low" in k[1] for k, _ in failed), failed
+    assert all(e.severity == dg.AssetCheckSeverity.ERROR for _, e in failed)
+    materialised = {m.asset_key for m in result.get_asset_materialization_events()}
+    for key in PANEL_KEYS:
+        assert key not in materialised, key
