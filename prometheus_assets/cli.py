@@ -1,7 +1,8 @@
 """The ``prometheus`` command: run the main job, ingest a range, open the cockpit, migrate.
 
-    prometheus main [--start D] [--end D]     reference + 2 years of ingestion in one run, checks, summary
+    prometheus main [--start D] [--end D]     reference + 2 years of ingestion and panels in one run, checks, summary
     prometheus ingest --start D --end D       one single-run backfill of the ingestion assets
+    prometheus panels --start D --end D       one single-run backfill of the dbt panels
     prometheus ui [--port 3000]               the Dagster webserver + daemon on localhost
     prometheus migrate                        apply warehouse migrations
     prometheus instance                       print where things live
@@ -96,7 +97,7 @@ def summarise(result, start: date, end: date, seconds: float) -> tuple[str, bool
     from prometheus_assets.definitions import defs, open_defs_warehouse
     from prometheus_lib.storage.catalog import catalogue_tables
 
-    lines = [f"Prometheus main job: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s "
+    lines = [f"Prometheus {result.job_name} job: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s "
              f"(run {result.run_id[:8]}, sessions {start}..{end})", "", "Rows per table:"]
     with open_defs_warehouse(defs) as wh:
         location = wh.location
@@ -147,6 +148,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def cmd_panels(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    result, _ = run_range("panels", args.start, args.end, tags={"prometheus/command": "panels"})
+    text, healthy = summarise(result, args.start, args.end, time.perf_counter() - t0)
+    print(text)
+    return 0 if healthy else 1
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     home = dagster_home()
     exe = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
@@ -187,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--start", type=_parse_date, required=True)
     i.add_argument("--end", type=_parse_date, required=True)
     i.set_defaults(fn=cmd_ingest)
+    pn = sub.add_parser("panels", help="rebuild the dbt panels of a session range as one run")
+    pn.add_argument("--start", type=_parse_date, required=True)
+    pn.add_argument("--end", type=_parse_date, required=True)
+    pn.set_defaults(fn=cmd_panels)
     u = sub.add_parser("ui", help="open the cockpit: Dagster webserver and daemon on localhost")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)
