@@ -268,7 +268,11 @@ class Warehouse(abc.ABC):
             raise
         except Exception as e:  # a database error: the transaction was rolled back
             raise WarehouseError(f"writing {t.qualified_name} failed and was rolled back: {e}") from e
+        self._after_write(t)
         return WriteResult(t.name, deleted, data.height, start, end)
+
+    def _after_write(self, table: Table) -> None:
+        """Hook run after a committed write (PostgreSQL refreshes planner statistics)."""
 
     def _before_commit(self, table: Table) -> None:
         """Hook run inside the write transaction just before commit (crash tests patch it)."""
@@ -447,6 +451,11 @@ class PostgresWarehouse(Warehouse):
                     datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z", date_format="%Y-%m-%d",
                 )
                 copy.write(buf.getvalue())
+
+    def _after_write(self, table: Table) -> None:
+        # Without statistics the planner assumes a freshly loaded table is tiny and picks nested
+        # loops: the dbt panels then run 30x slower. ANALYZE samples a fixed number of rows.
+        self._con.execute(f"ANALYZE {table.qualified_name}")
 
     def _read(self, table: Table, where: str, params: list[Any], columns: Sequence[str]) -> pl.DataFrame:
         import psycopg
