@@ -1,0 +1,352 @@
+-- Daily factor returns of the market (var market_id): MKT, SIZE, MOM, LOWVOL and one SECTOR_<name>
+-- factor per sector. Point-in-time: the return of session T sorts and weights instruments on
+-- their characteristics at the previous session T-1 and applies their returns of T; nothing
+-- measured at T decides membership or weights. Eligible at T: a non-null return_simple at T and
+-- a non-null characteristic at T-1.
+--
+-- Terciles are ntile(3) over (partition by session_date order by characteristic, instrument_id):
+-- bucket 1 holds the lowest values and, as ntile does, the first (n mod 3) buckets get one extra
+-- instrument. A long/short factor is emitted only when both of its legs are non-empty.
+--
+-- Characteristics at a session S (an instrument's row at S):
+--   market_cap       shares_outstanding * close at S (null unless shares_outstanding > 0)
+--   momentum_12_1    close at S-21 / close at S-252 - 1 (null unless both closes exist)
+--   volatility_63    sample stddev of return_log over sessions S-62..S, all 63 present (not
+--                    annualised: only its ordering is used here)
+-- The same definitions are repeated in instrument_factors_daily (exposures at T).
+{{ config(alias="factors_daily") }}
+
+with
+
+prices as (
+
+    select * from {{ ref("stg_market__prices_daily") }}
+    where market_id = {{ panel_market_id() }}
+
+),
+
+daily_returns as (
+
+    select * from {{ ref("returns_daily") }}
+    where market_id = {{ panel_market_id() }}
+
+),
+
+instruments as (
+
+    select * from {{ ref("stg_market__instruments") }}
+
+),
+
+sessions as (
+
+    select * from {{ ref("int_sessions") }}
+
+),
+
+-- Momentum at T-1 reads the close of session (T-1)-252: 253 sessions before the window.
+bounds as (
+
+    {{ panel_bounds(253) }}
+
+),
+
+-- One row per instrument per session it has a price, from from_idx on.
+panel_rows as (
+
+    select
+        prices.instrument_id,
+        prices.session_date,
+        sessions.session_idx,
+        prices.close,
+        daily_returns.return_simple,
+        daily_returns.return_log,
+        instruments.sector,
+        case
+            when instruments.shares_outstanding > 0
+                then instruments.shares_outstanding * prices.close
+        end as market_cap
+
+    from prices
+    inner join sessions on sessions.session_date = prices.session_date
+    left join daily_returns
+        on daily_returns.instrument_id = prices.instrument_id
+        and daily_returns.session_date = prices.session_date
+    left join instruments on instruments.instrument_id = prices.instrument_id
+    cross join bounds
+    where sessions.session_idx between bounds.from_idx and bounds.last_idx
+
+),
+
+-- Characteristics at each session S. A range frame "k preceding and k preceding" holds the
+-- instrument's row of session S-k, or nothing (null) when it had no price then; windows
+-- rather than self-joins keep the plan linear on both engines.
+characteristics as (
+
+    select
+        instrument_id,
+        session_date,
+        session_idx,
+        return_simple,
+        sector,
+        market_cap,
+        {{ safe_divide("max(close) over sessions_ago_21", "max(close) over sessions_ago_252") }} - 1
+            as momentum_12_1,
+        case
+            when count(return_log) over trailing_63 = 63
+                then stddev_samp(return_log) over trailing_63
+        end as volatility_63
+
+    from panel_rows
+
+    window
+        sessions_ago_21 as (
+            partition by instrument_id
+            order by session_idx
+            range between 21 preceding and 21 preceding
+        ),
+        sessions_ago_252 as (
+            partition by instrument_id
+            order by session_idx
+            range between 252 preceding and 252 preceding
+        ),
+        trailing_63 as (
+            partition by instrument_id
+            order by session_idx
+            range between 62 preceding and current row
+        )
+
+),
+
+-- The return of T beside the characteristics of T-1 (the previous session's row). A return at
+-- T implies a price, hence a row, at T-1.
+lagged as (
+
+    select
+        instrument_id,
+        session_date,
+        session_idx,
+        return_simple,
+        sector,
+        max(market_cap) over previous_session as market_cap,
+        max(momentum_12_1) over previous_session as momentum_12_1,
+        max(volatility_63) over previous_session as volatility_63
+
+    from characteristics
+
+    window previous_session as (
+        partition by instrument_id
+        order by session_idx
+        range between 1 preceding and 1 preceding
+    )
+
+),
+
+eligible as (
+
+    select
+        lagged.instrument_id,
+        lagged.session_date,
+        lagged.return_simple,
+        lagged.sector,
+        lagged.market_cap,
+        lagged.momentum_12_1,
+        lagged.volatility_63
+
+    from lagged
+    cross join bounds
+    where lagged.session_idx between bounds.first_idx and bounds.last_idx
+      and lagged.return_simple is not null
+
+),
+
+-- MKT: cap-weighted over the instruments with a cap at T-1; equal-weighted over all eligible
+-- instruments when none has one.
+market_legs as (
+
+    select
+        session_date,
+        count(market_cap) as n_capped,
+        count(*) as n_all,
+        {{ safe_divide("sum(market_cap * return_simple)", "sum(market_cap)") }} as capped_return,
+        avg(return_simple) as equal_return
+
+    from eligible
+
+    group by session_date
+
+),
+
+market_factor as (
+
+    select
+        'MKT' as factor_id,
+        session_date,
+        case when n_capped > 0 then capped_return else equal_return end as factor_return,
+        case when n_capped > 0 then n_capped else n_all end as n_long,
+        0 as n_short
+
+    from market_legs
+
+),
+
+-- Cross-sectional ranks (partitioned by session, not by instrument: a tercile is a property of
+-- the session's cross-section).
+size_terciles as (
+
+    select
+        session_date,
+        return_simple,
+        ntile(3) over (partition by session_date order by market_cap, instrument_id) as tercile
+
+    from eligible
+
+    where market_cap is not null
+
+),
+
+momentum_terciles as (
+
+    select
+        session_date,
+        return_simple,
+        ntile(3) over (partition by session_date order by momentum_12_1, instrument_id) as tercile
+
+    from eligible
+
+    where momentum_12_1 is not null
+
+),
+
+volatility_terciles as (
+
+    select
+        session_date,
+        return_simple,
+        ntile(3) over (partition by session_date order by volatility_63, instrument_id) as tercile
+
+    from eligible
+
+    where volatility_63 is not null
+
+),
+
+-- leg: 1 long, -1 short, 0 middle tercile. SIZE is small minus big, MOM winners minus losers,
+-- LOWVOL low minus high volatility.
+tercile_legs as (
+
+    select
+        'SIZE' as factor_id,
+        session_date,
+        return_simple,
+        case tercile when 1 then 1 when 3 then -1 else 0 end as leg
+    from size_terciles
+
+    union all
+
+    select
+        'MOM' as factor_id,
+        session_date,
+        return_simple,
+        case tercile when 3 then 1 when 1 then -1 else 0 end as leg
+    from momentum_terciles
+
+    union all
+
+    select
+        'LOWVOL' as factor_id,
+        session_date,
+        return_simple,
+        case tercile when 1 then 1 when 3 then -1 else 0 end as leg
+    from volatility_terciles
+
+),
+
+tercile_factors as (
+
+    select
+        factor_id,
+        session_date,
+        avg(case when leg = 1 then return_simple end)
+        - avg(case when leg = -1 then return_simple end) as factor_return,
+        count(case when leg = 1 then 1 end) as n_long,
+        count(case when leg = -1 then 1 end) as n_short
+
+    from tercile_legs
+
+    group by factor_id, session_date
+
+),
+
+market_means as (
+
+    select
+        session_date,
+        avg(return_simple) as mean_return,
+        count(*) as n_all
+
+    from eligible
+
+    group by session_date
+
+),
+
+-- Sectors are grouped by their factor id, so two names that map to one id are one factor.
+sector_means as (
+
+    select
+        'SECTOR_' || replace(replace(upper(sector), ' ', '_'), '&', '_') as factor_id,
+        session_date,
+        avg(return_simple) as mean_return,
+        count(*) as n_members
+
+    from eligible
+
+    where sector is not null
+
+    group by 'SECTOR_' || replace(replace(upper(sector), ' ', '_'), '&', '_'), session_date
+
+),
+
+sector_factors as (
+
+    select
+        sector_means.factor_id,
+        sector_means.session_date,
+        sector_means.mean_return - market_means.mean_return as factor_return,
+        sector_means.n_members as n_long,
+        market_means.n_all as n_short
+
+    from sector_means
+    inner join market_means on market_means.session_date = sector_means.session_date
+
+),
+
+all_factors as (
+
+    select factor_id, session_date, factor_return, n_long, n_short from market_factor
+    union all
+    select factor_id, session_date, factor_return, n_long, n_short from tercile_factors
+    where n_long > 0 and n_short > 0
+    union all
+    select factor_id, session_date, factor_return, n_long, n_short from sector_factors
+
+),
+
+final as (
+
+    select
+        factor_id,
+        session_date,
+        {{ panel_market_id() }} as market_id,
+        factor_return,
+        cast(n_long as integer) as n_long,
+        cast(n_short as integer) as n_short
+
+    from all_factors
+
+    where factor_return is not null
+
+)
+
+select * from final
