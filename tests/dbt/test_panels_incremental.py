@@ -101,7 +101,11 @@ def test_panel_build_with_other_market_rows_leaves_them_alone(warehouse_location
     assert build_panels(warehouse_location, START, END).returncode == 0
     with open_warehouse(**warehouse_location) as wh:
         for table in PANELS:
-            row = wh.read_table(table).tail(1).with_columns(pl.lit("EU_EQ").alias("market_id"))
+            t = get_table(table)
+            ids = [c for c in t.primary_key if c not in ("session_date", "market_id") and t.column(c).type is ColumnType.TEXT]
+            row = wh.read_table(table).tail(1).with_columns(
+                pl.lit("EU_EQ").alias("market_id"), *[(pl.col(c) + "_EU").alias(c) for c in ids]
+            )
             d = row["session_date"][0]
             wh.write_partition(table, row, d, d, {"market_id": "EU_EQ"})
 
