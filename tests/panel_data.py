@@ -52,11 +52,12 @@ def fill_market(location: dict[str, str], frames: dict[str, pl.DataFrame], start
         wh.write_partition("prices_daily", prices, start, end, {"market_id": MARKET_ID})
 
 
-def build_panels(location: dict[str, str], start: date, end: date, select: str = "prometheus", work: Path | None = None) -> DbtRun:
-    """``dbt build`` the panel models (and what they need) for sessions ``start..end``."""
+def build_panels(location: dict[str, str], start: date, end: date, select: str = "prometheus", work: Path | None = None,
+                 command: str = "build") -> DbtRun:
+    """``dbt build`` (or ``command``) the panel models and what they need for sessions ``start..end``."""
     env = dbt_target_env(location["backend"], location.get("duckdb_path"), location.get("postgres_url"))
     work = work or Path(tempfile.mkdtemp(prefix="dbt_"))
-    return run_dbt(["build", "--select", select], env, work, panel_vars(start, end, MARKET_ID))
+    return run_dbt([command, "--select", select], env, work, panel_vars(start, end, MARKET_ID))
 
 
 def read_panel(location: dict[str, str], table: str) -> pl.DataFrame:

@@ -109,8 +109,9 @@ def test_panel_build_with_other_market_rows_leaves_them_alone(warehouse_location
             d = row["session_date"][0]
             wh.write_partition(table, row, d, d, {"market_id": "EU_EQ"})
 
-    # Act
-    assert build_panels(warehouse_location, START, END).returncode == 0
+    # Act: models only (the foreign rows' ids are not in this market's instruments, which the
+    # dbt tests would rightly report)
+    assert build_panels(warehouse_location, START, END, command="run").returncode == 0
 
     # Assert
     with open_warehouse(**warehouse_location) as wh:
