@@ -97,7 +97,7 @@ def summarise(result, start: date, end: date, seconds: float) -> tuple[str, bool
     from prometheus_assets.definitions import defs, open_defs_warehouse
     from prometheus_lib.storage.catalog import catalogue_tables
 
-    lines = [f"Prometheus {result.job_name} job: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s "
+    lines = [f"Prometheus {result.dagster_run.job_name} job: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s "
              f"(run {result.run_id[:8]}, sessions {start}..{end})", "", "Rows per table:"]
     with open_defs_warehouse(defs) as wh:
         location = wh.location

@@ -55,8 +55,9 @@ def test_main_command_with_small_market_runs_one_run_and_prints_summary(tmp_path
     # Assert
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "succeeded" in out and "sessions 2024-01-02..2024-01-05" in out
+    assert "main job: succeeded" in out and "sessions 2024-01-02..2024-01-05" in out
     assert "historical.prices_daily" in out and "runtime.instruments" in out
+    assert "historical.returns_daily" in out and "historical.factors_daily" in out
     assert "Checks:" in out and "0 failed (ERROR)" in out
     assert str(tmp_path / "home" / "warehouse" / "prometheus.duckdb") in out
     # the run lives in the persistent SQLite instance under DAGSTER_HOME, so the UI shows it
@@ -64,7 +65,7 @@ def test_main_command_with_small_market_runs_one_run_and_prints_summary(tmp_path
     assert (dagster_home / "dagster.yaml").exists() and "storage" not in (dagster_home / "dagster.yaml").read_text()
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 1 and runs[0].job_name == "ingest"
+        assert len(runs) == 1 and runs[0].job_name == "main"
         assert runs[0].tags["dagster/asset_partition_range_start"] == "2024-01-02"
 
 
@@ -91,7 +92,7 @@ def test_main_command_with_postgres_dagster_storage_records_runs_in_postgres(tmp
     with psycopg.connect(pg_url) as con:
         runs = con.execute("SELECT pipeline_name, status FROM runs").fetchall()
         events = con.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'").fetchone()[0]
-    assert runs == [("ingest", "SUCCESS")]
+    assert runs == [("main", "SUCCESS")]
     assert events >= 4 * 6  # 4 sessions x the session-partitioned tables
 
 
@@ -153,7 +154,7 @@ def test_webserver_with_workspace_serves_assets_checks_and_runs(tmp_path):
         assert "historical/prices_daily" in nodes and "runtime/instruments" in nodes
         checks = {c["name"] for c in nodes["historical/prices_daily"]["assetChecksOrError"]["checks"]}
         assert {"schema", "unique_key", "sessions", "ohlc_consistency", "freshness"} <= checks
-        assert data["runsOrError"]["results"] == [{"jobName": "ingest", "status": "SUCCESS"}]
+        assert data["runsOrError"]["results"] == [{"jobName": "main", "status": "SUCCESS"}]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
