@@ -1,5 +1,9 @@
-"""All panels together: a session-by-session build equals one full build, and no panel row at
-or before T changes when every price after T changes (no look-ahead). Both backends."""
+"""All panels together: a session-by-session build equals one full build, no panel row at or
+before T changes when every price after T changes (no look-ahead), and a build only replaces
+its own market's rows. Both backends.
+
+These builds run the models only (`dbt run`); the dbt tests run in the other panel tests.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,11 @@ N_INSTRUMENTS = 16
 
 def _frames():
     return synthetic_frames(N_INSTRUMENTS, START, END)
+
+
+def _run(location, start: date, end: date) -> None:
+    run = build_panels(location, start, end, command="run")
+    assert run.returncode == 0, run.failed or run.stdout[-3000:]
 
 
 def _assert_panels_equal(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame], upto: date | None = None) -> None:
@@ -39,8 +48,8 @@ def _assert_panels_equal(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame],
             assert (diff / scale).max() <= 1e-12, f"{table}.{c.name}: max rel diff {(diff / scale).max()}"
 
 
-def _panels(location) -> dict[str, pl.DataFrame]:
-    return {t: read_panel(location, t) for t in PANELS}
+def _panels(location, market_id: str = MARKET_ID) -> dict[str, pl.DataFrame]:
+    return {t: read_panel(location, t).filter(pl.col("market_id") == market_id) for t in PANELS}
 
 
 def test_build_with_sessions_one_by_one_equals_full_build(warehouse_location, pg_databases, tmp_path):
@@ -53,30 +62,36 @@ def test_build_with_sessions_one_by_one_equals_full_build(warehouse_location, pg
     frames = _frames()
     for loc in (warehouse_location, second):
         fill_market(loc, frames, START, END)
-    sessions = CALENDAR.sessions(START, END)
-    cut = sessions[-4]
+    last = CALENDAR.sessions(START, END)[-3:]
 
-    # Act: one full build; versus history up to the cut, then one session at a time
-    full = build_panels(warehouse_location, START, END)
-    first = build_panels(second, START, CALENDAR.previous_session(cut))
-    steps = [build_panels(second, d, d) for d in sessions[-4:]]
+    # Act: one full build; versus history up to the cut, then one session, then two sessions
+    _run(warehouse_location, START, END)
+    _run(second, START, CALENDAR.previous_session(last[0]))
+    _run(second, last[0], last[0])
+    _run(second, last[1], last[2])
 
     # Assert
-    for run in (full, first, *steps):
-        assert run.returncode == 0, run.failed or run.stdout[-3000:]
     _assert_panels_equal(_panels(warehouse_location), _panels(second))
 
 
-def test_rebuild_with_prices_changed_after_t_leaves_rows_up_to_t_unchanged(warehouse_location):
-    # Arrange
+def test_rebuild_with_prices_changed_after_t_leaves_earlier_rows_and_other_markets_unchanged(warehouse_location):
+    # Arrange: a full build, and one row of another market in every panel table
     frames = _frames()
     fill_market(warehouse_location, frames, START, END)
-    assert build_panels(warehouse_location, START, END).returncode == 0
+    _run(warehouse_location, START, END)
     before = _panels(warehouse_location)
     t = date(2023, 6, 15)
+    with open_warehouse(**warehouse_location) as wh:
+        for table in PANELS:
+            spec = get_table(table)
+            ids = [c for c in spec.primary_key if c not in ("session_date", "market_id") and spec.column(c).type is ColumnType.TEXT]
+            row = wh.read_table(table).tail(1).with_columns(
+                pl.lit("EU_EQ").alias("market_id"), *[(pl.col(c) + "_EU").alias(c) for c in ids]
+            )
+            d = row["session_date"][0]
+            wh.write_partition(table, row, d, d, {"market_id": "EU_EQ"})
 
     # Act: every price after T changes (and one instrument vanishes after T), then a full rebuild
-    with open_warehouse(**warehouse_location) as wh:
         wh.execute(
             "UPDATE historical.prices_daily SET open = open * 1.7, high = high * 1.9, low = low * 1.6, "
             f"close = close * 1.8, volume = volume * 3 WHERE session_date > {wh.placeholder}", [t]
@@ -84,7 +99,7 @@ def test_rebuild_with_prices_changed_after_t_leaves_rows_up_to_t_unchanged(wareh
         victim = frames["instruments"]["instrument_id"][0]
         wh.execute(f"DELETE FROM historical.prices_daily WHERE session_date > {wh.placeholder} AND instrument_id = {wh.placeholder}",
                    [t, victim])
-    assert build_panels(warehouse_location, START, END).returncode == 0
+    _run(warehouse_location, START, END)
     after = _panels(warehouse_location)
 
     # Assert: rows at or before T identical; rows after T did change (the test can fail)
@@ -92,29 +107,7 @@ def test_rebuild_with_prices_changed_after_t_leaves_rows_up_to_t_unchanged(wareh
     later_before = before["returns_daily"].filter(pl.col("session_date") > t)
     later_after = after["returns_daily"].filter(pl.col("session_date") > t)
     assert not later_before.equals(later_after)
-
-
-def test_panel_build_with_other_market_rows_leaves_them_alone(warehouse_location):
-    # Arrange: one row of another market in every panel table must survive a rebuild
-    frames = _frames()
-    fill_market(warehouse_location, frames, START, END)
-    assert build_panels(warehouse_location, START, END).returncode == 0
-    with open_warehouse(**warehouse_location) as wh:
-        for table in PANELS:
-            t = get_table(table)
-            ids = [c for c in t.primary_key if c not in ("session_date", "market_id") and t.column(c).type is ColumnType.TEXT]
-            row = wh.read_table(table).tail(1).with_columns(
-                pl.lit("EU_EQ").alias("market_id"), *[(pl.col(c) + "_EU").alias(c) for c in ids]
-            )
-            d = row["session_date"][0]
-            wh.write_partition(table, row, d, d, {"market_id": "EU_EQ"})
-
-    # Act: models only (the foreign rows' ids are not in this market's instruments, which the
-    # dbt tests would rightly report)
-    assert build_panels(warehouse_location, START, END, command="run").returncode == 0
-
-    # Assert
+    # and the other market's rows were left alone by the market-scoped rebuild
     with open_warehouse(**warehouse_location) as wh:
         for table in PANELS:
             assert wh.row_count(table, scope={"market_id": "EU_EQ"}) == 1, table
-            assert wh.row_count(table, scope={"market_id": MARKET_ID}) > 0, table
