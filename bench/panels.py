@@ -27,7 +27,7 @@ from prometheus_lib.calendars import TradingCalendar
 from prometheus_lib.config import load_config
 from prometheus_lib.data.ingestion import ingest_prices, reference_frames
 from prometheus_lib.data.synthetic import SyntheticMarket, SyntheticMarketConfig
-from prometheus_lib.storage.dbt import dbt_target_env, panel_vars, run_dbt
+from prometheus_lib.storage.dbt import dbt_target_env, panel_env, run_dbt
 from prometheus_lib.storage.factory import open_warehouse
 
 PANELS = ("returns_daily", "volatility_daily", "factors_daily", "instrument_factors_daily", "correlation_panels")
@@ -81,9 +81,9 @@ def main() -> None:
         try:
             _fill(location, frames, history)
             # parse once so the timed runs measure what a warm project costs
-            run_dbt(["parse"], env, tmp / backend, panel_vars(history[0], history[-1], MARKET))
+            run_dbt(["parse"], env, tmp / backend, panel_env(history[0], history[-1], MARKET))
             t0 = time.perf_counter()
-            full = run_dbt(["run"], env, tmp / backend, panel_vars(history[0], history[-1], MARKET))
+            full = run_dbt(["run"], env, tmp / backend, panel_env(history[0], history[-1], MARKET))
             full_s = time.perf_counter() - t0
             assert full.returncode == 0, full.stdout[-3000:]
             with open_warehouse(**location, migrate=False) as wh:
@@ -94,7 +94,7 @@ def main() -> None:
             goal = "< 30 s" if backend == "duckdb" else "(report)"
             print(f"{backend:<9}{'full':<13}{full_s:>8.1f}{_models_seconds(full):>10.1f}{rows:>12,}{rows / full_s:>12,.0f}  {goal}")
             t0 = time.perf_counter()
-            inc = run_dbt(["run"], env, tmp / backend, panel_vars(new_session, new_session, MARKET))
+            inc = run_dbt(["run"], env, tmp / backend, panel_env(new_session, new_session, MARKET))
             inc_s = time.perf_counter() - t0
             assert inc.returncode == 0, inc.stdout[-3000:]
             with open_warehouse(**location, migrate=False) as wh:
@@ -102,7 +102,7 @@ def main() -> None:
             goal = "< 5 s" if backend == "duckdb" else "(report)"
             print(f"{backend:<9}{'incremental':<13}{inc_s:>8.1f}{_models_seconds(inc):>10.1f}{inc_rows:>12,}{inc_rows / inc_s:>12,.0f}  {goal}")
             t0 = time.perf_counter()
-            tests = run_dbt(["test"], env, tmp / backend, panel_vars(history[0], new_session, MARKET))
+            tests = run_dbt(["test"], env, tmp / backend, panel_env(history[0], new_session, MARKET))
             test_s = time.perf_counter() - t0
             print(f"{backend:<9}{'tests':<13}{test_s:>8.1f}{'':>10}{len(tests.results):>12,}{'':>12}  "
                   f"{'all passed' if tests.returncode == 0 else 'FAILED: ' + str(tests.failed)}")

@@ -18,7 +18,7 @@ from prometheus_lib.calendars import TradingCalendar
 from prometheus_lib.config import load_config
 from prometheus_lib.data.ingestion import ingest_prices, reference_frames
 from prometheus_lib.data.synthetic import SyntheticMarket, SyntheticMarketConfig
-from prometheus_lib.storage.dbt import DbtRun, dbt_target_env, panel_vars, run_dbt
+from prometheus_lib.storage.dbt import DbtRun, dbt_target_env, panel_env, run_dbt
 from prometheus_lib.storage.factory import open_warehouse
 
 MARKET_ID = "US_EQ"
@@ -57,7 +57,7 @@ def build_panels(location: dict[str, str], start: date, end: date, select: str =
     """``dbt build`` (or ``command``) the panel models and what they need for sessions ``start..end``."""
     env = dbt_target_env(location["backend"], location.get("duckdb_path"), location.get("postgres_url"))
     work = work or Path(tempfile.mkdtemp(prefix="dbt_"))
-    return run_dbt([command, "--select", select], env, work, panel_vars(start, end, MARKET_ID))
+    return run_dbt([command, "--select", select], env, work, panel_env(start, end, MARKET_ID))
 
 
 def read_panel(location: dict[str, str], table: str) -> pl.DataFrame:

@@ -59,9 +59,17 @@ def dbt_target_env(backend: str, duckdb_path: str | None = None, postgres_url: s
     raise WarehouseError(f"backend must be 'duckdb' or 'postgres', was {backend!r}")
 
 
-def panel_vars(start: date, end: date, market_id: str) -> dict[str, str]:
-    """dbt vars of a panel run over sessions ``start..end`` of ``market_id``."""
-    return {"min_date": start.isoformat(), "max_date": end.isoformat(), "market_id": market_id}
+def panel_env(start: date, end: date, market_id: str) -> dict[str, str]:
+    """Environment of a panel run over sessions ``start..end`` of ``market_id``.
+
+    The window travels in environment variables rather than ``--vars`` so that dbt keeps its
+    partial parse between runs of different windows (see macros/panels/panel_window.sql).
+    """
+    return {
+        "PROMETHEUS_PANEL_MIN_DATE": start.isoformat(),
+        "PROMETHEUS_PANEL_MAX_DATE": end.isoformat(),
+        "PROMETHEUS_PANEL_MARKET_ID": market_id,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +91,13 @@ def run_dbt(
     args: Sequence[str],
     target_env: Mapping[str, str],
     work_dir: str | Path,
-    vars: Mapping[str, str] | None = None,
+    window_env: Mapping[str, str] | None = None,
 ) -> DbtRun:
     """Run ``dbt <args>`` on the project with its own profiles; results from run_results.json.
 
-    ``work_dir`` holds the target and log folders, so concurrent runs never share a manifest.
+    ``target_env`` points the profile at a warehouse (:func:`dbt_target_env`), ``window_env``
+    sets the panel window (:func:`panel_env`). ``work_dir`` holds the target and log folders,
+    so concurrent runs never share a manifest while one caller's runs reuse its partial parse.
     """
     work = Path(work_dir)
     cmd = [
@@ -95,9 +105,7 @@ def run_dbt(
         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
         "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
     ]
-    if vars:
-        cmd += ["--vars", json.dumps(dict(vars))]
-    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **target_env}
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **target_env, **(window_env or {})}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
     results: dict[str, dict[str, Any]] = {}
     rr = work / "target" / "run_results.json"

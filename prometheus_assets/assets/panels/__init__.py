@@ -1,14 +1,14 @@
 """dbt panels as session-partitioned assets: staging views, intermediate models and the marts
 returns_daily, volatility_daily, factors_daily, instrument_factors_daily, correlation_panels.
 
-One ``@dbt_assets`` op builds them with ``dbt build --vars {min_date, max_date, market_id}`` for
-the run's session range (single-run backfill policy); the marts replace exactly that window.
+One ``@dbt_assets`` op builds them with ``dbt build`` for the run's session range (single-run
+backfill policy); the window travels in PROMETHEUS_PANEL_* environment variables (see
+macros/panels/panel_window.sql) and the marts replace exactly that window.
 dbt tests become asset checks; error-severity ones are blocking.
 """
 
 import contextlib
 import fcntl
-import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,7 +20,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from prometheus_assets.constants import HISTORICAL, PANELS
 from prometheus_assets.partitions import keys_to_sessions
 from prometheus_assets.resources import WarehouseResource
-from prometheus_lib.storage.dbt import DBT_PROJECT_DIR, dbt_executable, dbt_target_env, panel_vars, run_dbt
+from prometheus_lib.storage.dbt import DBT_PROJECT_DIR, dbt_executable, dbt_target_env, panel_env, run_dbt
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 _SOURCES = ("models", "macros", "tests", "dbt_project.yml", "profiles.yml")
@@ -100,13 +100,13 @@ def build_panel_assets(partitions_def: dg.PartitionsDefinition, market_id: str) 
     def dbt_panels(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         """Build the dbt panels for the run's session range (one dbt build, marts replace that window)."""
         sessions = keys_to_sessions(context.partition_keys)
-        vars_ = panel_vars(min(sessions), max(sessions), market_id)
+        window = panel_env(min(sessions), max(sessions), market_id)
         with dg.build_resources({"w": warehouse}) as res:
             w = res.w
-        env = dbt_target_env(w.backend, w.duckdb_path, w.postgres_url)
-        context.log.info(f"dbt build for {vars_} on {w.backend}")
+        env = {**dbt_target_env(w.backend, w.duckdb_path, w.postgres_url), **window}
+        context.log.info(f"dbt build for sessions {sessions[0]}..{sessions[-1]} of {market_id} on {w.backend}")
         with _environment(env):
-            yield from dbt.cli(["build", "--vars", json.dumps(vars_)], context=context).stream()
+            yield from dbt.cli(["build"], context=context).stream()
 
     return dbt_panels
 
