@@ -129,31 +129,28 @@ def _parse_date(value: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, was {value!r}") from None
 
 
-def cmd_main(args: argparse.Namespace) -> int:
-    start, end = default_range(args.years)
-    start, end = args.start or start, args.end or end
-    print(f"Running the main job over {start}..{end} on {os.environ.get('PROMETHEUS_WAREHOUSE_URL') and 'PostgreSQL' or 'the embedded DuckDB warehouse'} ...", flush=True)
+def _run_and_report(job_name: str, start: date, end: date) -> int:
+    """Run ``job_name`` over the range, print the summary; exit 1 if the run or an ERROR check failed."""
     t0 = time.perf_counter()
-    result, _ = run_range("main", start, end, tags={"prometheus/command": "main"})
+    result, _ = run_range(job_name, start, end, tags={"prometheus/command": job_name})
     text, healthy = summarise(result, start, end, time.perf_counter() - t0)
     print(text)
     return 0 if healthy else 1
 
 
+def cmd_main(args: argparse.Namespace) -> int:
+    start, end = default_range(args.years)
+    start, end = args.start or start, args.end or end
+    print(f"Running the main job over {start}..{end} on {os.environ.get('PROMETHEUS_WAREHOUSE_URL') and 'PostgreSQL' or 'the embedded DuckDB warehouse'} ...", flush=True)
+    return _run_and_report("main", start, end)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
-    result, _ = run_range("ingest", args.start, args.end, tags={"prometheus/command": "ingest"})
-    text, healthy = summarise(result, args.start, args.end, time.perf_counter() - t0)
-    print(text)
-    return 0 if healthy else 1
+    return _run_and_report("ingest", args.start, args.end)
 
 
 def cmd_panels(args: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
-    result, _ = run_range("panels", args.start, args.end, tags={"prometheus/command": "panels"})
-    text, healthy = summarise(result, args.start, args.end, time.perf_counter() - t0)
-    print(text)
-    return 0 if healthy else 1
+    return _run_and_report("panels", args.start, args.end)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
