@@ -45,3 +45,26 @@ class DataValidationError(PrometheusError, ValueError):
 
 class ProviderError(PrometheusError, RuntimeError):
     """A market data provider could not deliver data."""
+
+
+class InvalidValueError(PrometheusError, ValueError):
+    """A money amount, quantity or price is NaN, infinite or out of range."""
+
+
+class ExecutionError(PrometheusError, RuntimeError):
+    """The execution layer (planner, broker, simulator) could not complete an operation."""
+
+
+class IllegalOrderTransition(ExecutionError, ValueError):
+    """An order was asked to move to a status its state machine does not allow."""
+
+
+class UnknownOrderError(ExecutionError, KeyError):
+    """An order id is not known to the broker."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class LookAheadError(PrometheusError, RuntimeError):
+    """A read asked for data not yet known at the current session."""
