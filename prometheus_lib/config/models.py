@@ -84,6 +84,95 @@ class PortfolioConfig(FrozenModel):
     mode: Literal["BACKTEST", "PAPER", "LIVE"] = "BACKTEST"
 
 
+class SlippageConfig(FrozenModel):
+    """Slippage: none, a fixed number of basis points, or square-root market impact.
+
+    ``sqrt_impact``: the price moves against the order by
+    ``impact_coefficient * daily_volatility * sqrt(quantity / session_volume)`` (a fraction of
+    the price), the square-root law of market impact (Almgren et al. 2005, Tóth et al. 2011).
+    ``bps`` is added on top of it as a fixed half-spread.
+    """
+
+    model: Literal["none", "fixed_bps", "sqrt_impact"] = "fixed_bps"
+    bps: Annotated[float, Field(ge=0, le=1000)] = 5.0
+    impact_coefficient: Annotated[float, Field(ge=0, le=10)] = 0.1
+
+
+class CommissionConfig(FrozenModel):
+    """Commission per fill: none, per share with a minimum, bps of value, or IBKR tiered.
+
+    ``per_share``: ``max(per_share * shares, minimum)``, capped at ``maximum_pct`` of value.
+    ``bps``: ``bps / 1e4 * value``.
+    ``ibkr_tiered``: IBKR Pro tiered US stock rates per share by the month's cumulative volume
+    (``ibkr_tiers``: [shares up to, USD per share]), with IBKR's USD 0.35 minimum and 1 % of
+    value maximum per order (https://www.interactivebrokers.com/en/pricing/commissions-stocks.php).
+    Exchange, clearing and regulatory pass-through fees are not modelled.
+    """
+
+    model: Literal["none", "per_share", "bps", "ibkr_tiered"] = "ibkr_tiered"
+    per_share: Annotated[float, Field(ge=0)] = 0.005
+    minimum: Annotated[float, Field(ge=0)] = 1.0
+    maximum_pct: Annotated[float, Field(gt=0, le=1)] = 0.01
+    bps: Annotated[float, Field(ge=0, le=1000)] = 1.0
+    ibkr_tiers: tuple[tuple[float, float], ...] = (
+        (300_000, 0.0035),
+        (3_000_000, 0.0020),
+        (20_000_000, 0.0015),
+        (100_000_000, 0.0010),
+        (float("inf"), 0.0005),
+    )
+    ibkr_minimum: Annotated[float, Field(ge=0)] = 0.35
+
+
+class ExecutionConfig(FrozenModel):
+    """How orders are planned and filled in a backtest.
+
+    Fills happen at the session's close (``fill_at: close``, decided on that close) or at the
+    next session's open. ``max_participation`` caps a fill at that share of the session's
+    volume; the rest is cancelled or carried to the next session (``remainder``).
+    """
+
+    fill_at: Literal["close", "next_open"] = "close"
+    slippage: SlippageConfig = SlippageConfig()
+    commission: CommissionConfig = CommissionConfig()
+    max_participation: Annotated[float, Field(gt=0, le=1)] | None = 0.1
+    remainder: Literal["cancel", "carry"] = "cancel"
+    lot_size: PositiveInt = 1
+    min_trade_value: Annotated[float, Field(ge=0)] = 1_000.0
+    max_leverage: Annotated[float, Field(gt=0, le=10)] = 1.0
+    cash_buffer: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class BaselineStrategyConfig(FrozenModel):
+    """The baseline scoring: momentum (12-1) and low volatility, z-scored and combined.
+
+    The score is ``momentum_weight * z(momentum) - low_vol_weight * z(vol_63d)``; candidates
+    need ``min_history_sessions`` of prices and an average daily traded value over
+    ``liquidity_window`` sessions of at least ``min_adv_value``. Weights are inverse
+    volatility, capped at the strategy's ``max_position_weight``.
+    """
+
+    momentum_lookback: PositiveInt = 252
+    momentum_skip: Annotated[int, Field(ge=0)] = 21
+    momentum_weight: Annotated[float, Field(ge=0)] = 1.0
+    low_vol_weight: Annotated[float, Field(ge=0)] = 1.0
+    liquidity_window: PositiveInt = 21
+    min_adv_value: Annotated[float, Field(ge=0)] = 1_000_000.0
+    min_history_sessions: PositiveInt = 63
+    volatility_floor: Annotated[float, Field(gt=0)] = 0.05
+    outcome_horizon_sessions: PositiveInt = 21
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> BaselineStrategyConfig:
+        if self.momentum_skip >= self.momentum_lookback:
+            raise ValueError(
+                f"momentum_skip ({self.momentum_skip}) must be < momentum_lookback ({self.momentum_lookback})"
+            )
+        if self.momentum_weight == 0 and self.low_vol_weight == 0:
+            raise ValueError("momentum_weight and low_vol_weight cannot both be 0")
+        return self
+
+
 class StrategyConfig(FrozenModel):
     """A strategy: the market it trades and its book."""
 
@@ -94,7 +183,17 @@ class StrategyConfig(FrozenModel):
     universe_size: PositiveInt = 50
     rebalance_every_sessions: PositiveInt = 1
     max_position_weight: Annotated[float, Field(gt=0, le=1)] = 0.05
+    engine: Literal["baseline"] = "baseline"
+    baseline: BaselineStrategyConfig = BaselineStrategyConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    benchmark_factor: Identifier = "MKT"
     portfolios: tuple[PortfolioConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _check_book(self) -> StrategyConfig:
+        if not self.portfolios:
+            raise ValueError(f"strategy {self.strategy_id} needs at least one portfolio")
+        return self
 
 
 class DataQualityConfig(FrozenModel):
