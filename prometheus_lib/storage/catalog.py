@@ -285,17 +285,18 @@ _RUNTIME = [
     _table(RUNTIME, "engine_decisions", "One row per engine decision: engine, config hash, session and what was decided.", [
         ("decision_id", T, False), ("engine_name", T, False), ("session_date", D, False),
         ("strategy_id", T), ("market_id", T, False), ("config_hash", T, False), ("mode", T, False),
-        ("run_id", T), ("created_at", TS, False), ("inputs_json", J), ("decision_json", J, False),
-    ], ["decision_id"], "session_date", ["market_id", "mode"]),
+        ("run_id", T, False), ("created_at", TS, False), ("inputs_json", J), ("decision_json", J, False),
+    ], ["decision_id"], "session_date", ["run_id", "mode"]),
     _table(RUNTIME, "executed_actions", "One row per executed action (unified execution log).", [
         ("action_id", T, False), ("decision_id", T), ("session_date", D, False), ("portfolio_id", T, False),
         ("instrument_id", T), ("action_type", T, False), ("quantity", F), ("price", F), ("notional", F),
-        ("mode", T, False), ("run_id", T), ("created_at", TS, False), ("metadata", J),
-    ], ["action_id"], "session_date", ["portfolio_id", "mode"]),
+        ("mode", T, False), ("run_id", T, False), ("created_at", TS, False), ("metadata", J),
+    ], ["action_id"], "session_date", ["run_id", "portfolio_id", "mode"]),
     _table(RUNTIME, "decision_outcomes", "One row per decision per horizon: the realised result once the horizon has passed.", [
         ("decision_id", T, False), ("horizon_sessions", I4, False), ("outcome_date", D, False),
         ("engine_name", T, False), ("realized_return", F), ("realized_pnl", F), ("metrics_json", J),
-    ], ["decision_id", "horizon_sessions"], "outcome_date"),
+        ("run_id", T, False), ("decision_date", D),
+    ], ["decision_id", "horizon_sessions"], "outcome_date", ["run_id"]),
     _table(RUNTIME, "engine_configs", "One row per engine per config hash: the frozen config an engine ran with.", [
         ("engine_name", T, False), ("config_hash", T, False), ("config_json", J, False),
         ("created_at", TS, False), ("description", T),
@@ -310,19 +311,19 @@ _RUNTIME = [
         ("created_at", TS, False), ("instrument_id", T, False), ("side", T, False),
         ("order_type", T, False), ("time_in_force", T, False), ("quantity", F, False),
         ("limit_price", F), ("stop_price", F), ("status", T, False), ("mode", T, False),
-        ("decision_id", T), ("run_id", T), ("metadata", J),
-    ], ["order_id"], "session_date", ["portfolio_id", "mode"]),
+        ("decision_id", T), ("run_id", T, False), ("metadata", J),
+    ], ["order_id"], "session_date", ["run_id", "portfolio_id", "mode"]),
     _table(RUNTIME, "fills", "One row per fill (execution), in any mode.", [
         ("fill_id", T, False), ("order_id", T, False), ("session_date", D, False),
         ("filled_at", TS, False), ("instrument_id", T, False), ("side", T, False),
         ("quantity", F, False), ("price", F, False), ("commission", F, False), ("slippage_bps", F),
-        ("portfolio_id", T, False), ("mode", T, False), ("run_id", T), ("metadata", J),
-    ], ["fill_id"], "session_date", ["portfolio_id", "mode"]),
+        ("portfolio_id", T, False), ("mode", T, False), ("run_id", T, False), ("metadata", J),
+    ], ["fill_id"], "session_date", ["run_id", "portfolio_id", "mode"]),
     _table(RUNTIME, "positions_snapshots", "One row per portfolio per instrument per session per mode: positions after execution.", [
         ("portfolio_id", T, False), ("session_date", D, False), ("instrument_id", T, False),
         ("mode", T, False), ("snapshot_at", TS, False), ("quantity", F, False), ("avg_cost", F),
-        ("market_value", F), ("unrealized_pnl", F), ("realized_pnl", F), ("run_id", T), ("metadata", J),
-    ], ["portfolio_id", "session_date", "instrument_id", "mode"], "session_date", ["portfolio_id", "mode"]),
+        ("market_value", F), ("unrealized_pnl", F), ("realized_pnl", F), ("run_id", T, False), ("metadata", J),
+    ], ["run_id", "portfolio_id", "session_date", "instrument_id", "mode"], "session_date", ["run_id", "portfolio_id", "mode"]),
     _table(RUNTIME, "regimes", "One row per market per session: the regime label and its probabilities.", [
         ("market_id", T, False), ("session_date", D, False), ("regime_label", T, False),
         ("confidence", F), ("probabilities_json", J), ("config_hash", T, False),
@@ -346,26 +347,28 @@ _RUNTIME = [
         ("strategy_id", T, False), ("instrument_id", T, False), ("session_date", D, False),
         ("horizon_sessions", I4, False), ("market_id", T, False), ("expected_return", F), ("score", F),
         ("confidence", F), ("signal_label", T), ("components_json", J), ("config_hash", T, False),
-    ], ["strategy_id", "instrument_id", "session_date", "horizon_sessions"], "session_date", ["strategy_id"]),
+        ("run_id", T, False),
+    ], ["run_id", "strategy_id", "instrument_id", "session_date", "horizon_sessions"], "session_date", ["run_id", "strategy_id"]),
     _table(RUNTIME, "universes", "One row per strategy per session: the universe's size and config.", [
         ("strategy_id", T, False), ("session_date", D, False), ("market_id", T, False),
-        ("universe_size", I4, False), ("config_hash", T, False), ("metadata", J),
-    ], ["strategy_id", "session_date"], "session_date", ["strategy_id"]),
+        ("universe_size", I4, False), ("config_hash", T, False), ("metadata", J), ("run_id", T, False),
+    ], ["run_id", "strategy_id", "session_date"], "session_date", ["run_id", "strategy_id"]),
     _table(RUNTIME, "universe_members", "One row per strategy per session per candidate instrument: in or out, and why.", [
         ("strategy_id", T, False), ("session_date", D, False), ("instrument_id", T, False),
-        ("included", B, False), ("score", F), ("tier", T), ("reasons_json", J),
-    ], ["strategy_id", "session_date", "instrument_id"], "session_date", ["strategy_id"]),
+        ("included", B, False), ("score", F), ("tier", T), ("reasons_json", J), ("run_id", T, False),
+    ], ["run_id", "strategy_id", "session_date", "instrument_id"], "session_date", ["run_id", "strategy_id"]),
     _table(RUNTIME, "target_portfolios", "One row per portfolio per session per instrument: the target weight.", [
         ("portfolio_id", T, False), ("session_date", D, False), ("instrument_id", T, False),
         ("target_weight", F, False), ("mode", T, False), ("created_at", TS, False),
-        ("config_hash", T), ("metadata", J),
-    ], ["portfolio_id", "session_date", "instrument_id", "mode"], "session_date", ["portfolio_id", "mode"]),
+        ("config_hash", T), ("metadata", J), ("run_id", T, False),
+    ], ["run_id", "portfolio_id", "session_date", "instrument_id", "mode"], "session_date", ["run_id", "portfolio_id", "mode"]),
     _table(RUNTIME, "portfolio_risk_reports", "One row per portfolio per session per mode: volatility, VaR/ES, exposures.", [
         ("portfolio_id", T, False), ("session_date", D, False), ("mode", T, False),
         ("created_at", TS, False), ("volatility", F), ("var_95", F), ("es_95", F), ("var_99", F),
         ("es_99", F), ("gross_exposure", F), ("net_exposure", F), ("risk_metrics_json", J),
         ("scenario_pnl_json", J), ("exposures_by_sector_json", J), ("exposures_by_factor_json", J),
-    ], ["portfolio_id", "session_date", "mode"], "session_date", ["portfolio_id", "mode"]),
+        ("run_id", T, False),
+    ], ["run_id", "portfolio_id", "session_date", "mode"], "session_date", ["run_id", "portfolio_id", "mode"]),
     _table(RUNTIME, "scenario_sets", "One row per scenario set: generator, horizon and number of paths.", [
         ("scenario_set_id", T, False), ("name", T, False), ("category", T, False),
         ("base_session_date", D), ("market_id", T, False), ("horizon_sessions", I4, False),
@@ -429,6 +432,14 @@ TABLES: dict[str, Table] = {t.name: t for t in (*_HISTORICAL, *_RUNTIME)}
 
 # Tables that carry the execution mode (BACKTEST/PAPER/LIVE).
 MODE_TABLES = ("orders", "fills", "positions_snapshots", "executed_actions")
+
+# Tables a strategy run writes, scoped by ``run_id``: a backtest's id, or a PAPER/LIVE book's.
+# Migration 3 gave them ``run_id`` in their key and scope so that runs coexist.
+RUN_SCOPED_TABLES = (
+    "instrument_scores", "universes", "universe_members", "target_portfolios",
+    "portfolio_risk_reports", "engine_decisions", "decision_outcomes", "orders", "fills",
+    "positions_snapshots", "executed_actions",
+)
 
 
 def get_table(name: str) -> Table:

@@ -51,9 +51,27 @@ def _v2_partition_indexes(dialect: str) -> list[str]:
     return stmts
 
 
+def _v3_run_scoped_runtime_tables(dialect: str) -> list[str]:
+    # Strategy and execution tables gain run_id in their key and scope so that two backtests
+    # (or a backtest and a live book) coexist and re-running one replaces only its rows. No
+    # asset wrote these tables before this version, so they are recreated, not altered.
+    from prometheus_lib.storage.catalog import RUN_SCOPED_TABLES
+
+    stmts = []
+    for name in RUN_SCOPED_TABLES:
+        t = get_table(name)
+        stmts.append(f"DROP TABLE IF EXISTS {t.qualified_name}")
+        stmts.append(t.create_sql(dialect))
+        if dialect == "postgres":
+            cols = ", ".join((t.partition_column, *t.scope_columns))
+            stmts.append(f"CREATE INDEX IF NOT EXISTS ix_{t.name}_partition ON {t.qualified_name} ({cols})")
+    return stmts
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schemas historical and runtime with every catalogue table", _v1_catalogue),
     Migration(2, "partition indexes for session-partitioned tables (PostgreSQL)", _v2_partition_indexes),
+    Migration(3, "run_id in the key and scope of strategy and execution tables", _v3_run_scoped_runtime_tables),
 )
 
 

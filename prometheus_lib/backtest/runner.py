@@ -1,0 +1,400 @@
+"""The backtest loop: strategy decisions and execution, session by session, state carried T-1 -> T.
+
+``BacktestData`` holds what a run reads (a ``TimeMachine`` over the panels and prices, the
+instrument index and reference data); ``run_decisions`` runs the strategy over a session range
+and returns the rows of the strategy tables; ``run_execution`` runs the book over the same range
+from a starting ``BookState`` and returns the rows of the execution and backtest tables plus the
+book at the end. Both are plain library calls: the Dagster assets wrap them, and the benchmark
+times them alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from prometheus_lib.config.models import PortfolioConfig, StrategyConfig
+from prometheus_lib.errors import DataValidationError
+from prometheus_lib.execution.api import ExecutionRecords, apply_execution_plan
+from prometheus_lib.execution.backtest_broker import BacktestBroker
+from prometheus_lib.execution.domain import (
+    InstrumentId,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    OrderId,
+    PortfolioId,
+    Position,
+    TimeInForce,
+)
+from prometheus_lib.execution.market import InstrumentIndex, MarketSnapshot
+from prometheus_lib.execution.planner import OrderPlanner
+from prometheus_lib.execution.time_machine import TimeMachine
+from prometheus_lib.storage.catalog import get_table
+from prometheus_lib.strategies.baseline import ENGINE_NAME, BaselineStrategy, risk_json
+
+if TYPE_CHECKING:
+    from prometheus_lib.storage.warehouse import Warehouse
+
+MODE = "BACKTEST"
+PANEL_TABLES = ("prices_daily", "returns_daily", "volatility_daily", "instrument_factors_daily", "factors_daily")
+
+
+@dataclass
+class BacktestData:
+    """Everything a backtest reads, loaded once, served point-in-time by ``tm``."""
+
+    tm: TimeMachine
+    index: InstrumentIndex
+    sectors: dict[str, str | None]
+    lot_sizes: dict[InstrumentId, int]
+
+    @classmethod
+    def from_frames(
+        cls,
+        sessions: Sequence[date],
+        frames: Mapping[str, pl.DataFrame],
+        instruments: pl.DataFrame,
+    ) -> BacktestData:
+        """Build from in-memory frames of the panel tables and the ``instruments`` reference."""
+        tm = TimeMachine(sessions)
+        for name in PANEL_TABLES:
+            if name not in frames:
+                raise DataValidationError(f"backtest data is missing table {name!r}; need {PANEL_TABLES}")
+            tm.register(name, frames[name])
+        ids = sorted(set(frames["prices_daily"]["instrument_id"].to_list()))
+        index = InstrumentIndex.of(ids)
+        ref = {r["instrument_id"]: r for r in instruments.iter_rows(named=True)}
+        sectors = {i: (ref.get(i) or {}).get("sector") for i in ids}
+        lots = {InstrumentId(i): int((ref.get(i) or {}).get("lot_size") or 1) for i in ids}
+        return cls(tm, index, sectors, lots)
+
+    @classmethod
+    def load(
+        cls,
+        warehouse: Warehouse,
+        *,
+        market_id: str,
+        sessions: Sequence[date],
+    ) -> BacktestData:
+        """Read the panel tables of ``market_id`` for ``sessions`` (history included) from ``warehouse``."""
+        start, end = sessions[0], sessions[-1]
+        frames = {
+            name: warehouse.read_table(name, start=start, end=end, scope={"market_id": market_id})
+            for name in PANEL_TABLES
+        }
+        if frames["prices_daily"].is_empty():
+            raise DataValidationError(
+                f"no prices_daily rows for market {market_id} between {start} and {end}: ingest them first"
+            )
+        instruments = warehouse.read_table("instruments", scope={"market_id": market_id})
+        return cls.from_frames(sessions, frames, instruments)
+
+    def snapshot(self) -> MarketSnapshot:
+        """The market snapshot of the TimeMachine's current session."""
+        tm, idx = self.tm, self.index
+        row = {
+            f: tm.matrix("prices_daily", f, idx)[-1]
+            for f in ("open", "high", "low", "close", "volume")
+        }
+        vol = tm.matrix("volatility_daily", "vol_21d", idx)[-1] / math.sqrt(252.0)
+        halted = np.zeros(len(idx), dtype=bool)
+        return MarketSnapshot(tm.current, idx, daily_volatility=vol, halted=halted, **row)
+
+
+# ---------------------------------------------------------------- decisions
+
+
+@dataclass
+class DecisionRows:
+    """Rows of the strategy tables over a range."""
+
+    instrument_scores: list[dict] = field(default_factory=list)
+    universes: list[dict] = field(default_factory=list)
+    universe_members: list[dict] = field(default_factory=list)
+    target_portfolios: list[dict] = field(default_factory=list)
+    portfolio_risk_reports: list[dict] = field(default_factory=list)
+    engine_decisions: list[dict] = field(default_factory=list)
+    decision_outcomes: list[dict] = field(default_factory=list)
+
+    def frames(self) -> dict[str, pl.DataFrame]:
+        """Return a frame per table, typed by the catalogue."""
+        return {name: _frame(name, getattr(self, name)) for name in self.__dataclass_fields__}
+
+
+def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
+    schema = get_table(table).polars_schema
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema=schema, orient="row" if isinstance(rows[0], tuple) else None)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def run_decisions(
+    data: BacktestData,
+    strategy: BaselineStrategy,
+    portfolio: PortfolioConfig,
+    sessions: Sequence[date],
+    *,
+    run_id: str,
+) -> tuple[DecisionRows, dict[date, dict[InstrumentId, float]]]:
+    """Run the strategy at every session of ``sessions``; return its rows and target weights."""
+    cfg = strategy.config
+    chash = strategy.config_hash
+    rows = DecisionRows()
+    targets: dict[date, dict[InstrumentId, float]] = {}
+    created = _now()
+    ids = data.index.ids
+    for session in sessions:
+        data.tm.advance_to(session)
+        d = strategy.decide(data.tm)
+        scores, z_mom, z_vol = d.scores, d.components["z_mom"], d.components["z_lowvol"]
+        for k in np.flatnonzero(np.isfinite(scores)):
+            rows.instrument_scores.append({
+                "strategy_id": cfg.strategy_id, "instrument_id": ids[k], "session_date": session,
+                "horizon_sessions": cfg.rebalance_every_sessions, "market_id": cfg.market_id,
+                "expected_return": None, "score": float(scores[k]), "confidence": None,
+                "signal_label": "LONG" if d.included[k] else ("CANDIDATE" if d.candidates[k] else "EXCLUDED"),
+                "components_json": json.dumps({"z_mom": _num(z_mom[k]), "z_lowvol": _num(z_vol[k])}),
+                "config_hash": chash, "run_id": run_id,
+            })
+        rows.universes.append({
+            "strategy_id": cfg.strategy_id, "session_date": session, "market_id": cfg.market_id,
+            "universe_size": int(d.included.sum()), "config_hash": chash,
+            "metadata": json.dumps({"candidates": int(d.candidates.sum()), "instruments": len(ids)}),
+            "run_id": run_id,
+        })
+        for k, iid in enumerate(ids):
+            rows.universe_members.append({
+                "strategy_id": cfg.strategy_id, "session_date": session, "instrument_id": iid,
+                "included": bool(d.included[k]), "score": _num(scores[k]),
+                "tier": "CORE" if d.included[k] else None,
+                "reasons_json": json.dumps(d.reasons[k]) if d.reasons[k] else None, "run_id": run_id,
+            })
+        weights = {InstrumentId(ids[k]): float(d.weights[k]) for k in np.flatnonzero(d.weights)}
+        targets[session] = weights
+        for k in np.flatnonzero(d.weights):
+            rows.target_portfolios.append({
+                "portfolio_id": portfolio.portfolio_id, "session_date": session, "instrument_id": ids[k],
+                "target_weight": float(d.weights[k]), "mode": MODE, "created_at": created,
+                "config_hash": chash, "metadata": None, "run_id": run_id,
+            })
+        core, scen, sect, fact = risk_json(d.risk)
+        rows.portfolio_risk_reports.append({
+            "portfolio_id": portfolio.portfolio_id, "session_date": session, "mode": MODE,
+            "created_at": created, "volatility": _num(d.risk["volatility"]), "var_95": _num(d.risk["var_95"]),
+            "es_95": _num(d.risk["es_95"]), "var_99": _num(d.risk["var_99"]), "es_99": _num(d.risk["es_99"]),
+            "gross_exposure": d.risk["gross_exposure"], "net_exposure": d.risk["net_exposure"],
+            "risk_metrics_json": core, "scenario_pnl_json": scen, "exposures_by_sector_json": sect,
+            "exposures_by_factor_json": fact, "run_id": run_id,
+        })
+        top = [ids[k] for k in np.argsort(-d.weights)[:5] if d.weights[k] > 0]
+        rows.engine_decisions.append({
+            "decision_id": d.decision_id, "engine_name": ENGINE_NAME, "session_date": session,
+            "strategy_id": cfg.strategy_id, "market_id": cfg.market_id, "config_hash": chash, "mode": MODE,
+            "run_id": run_id, "created_at": created,
+            "inputs_json": json.dumps({"candidates": int(d.candidates.sum()), "instruments": len(ids)}),
+            "decision_json": json.dumps({
+                "universe_size": int(d.included.sum()), "holdings": len(weights),
+                "gross_weight": float(d.weights.sum()), "top_weights": top,
+            }),
+        })
+        for o in strategy.outcomes(data.tm):
+            rows.decision_outcomes.append({
+                "decision_id": o.decision_id, "horizon_sessions": o.horizon_sessions, "outcome_date": o.outcome_date,
+                "engine_name": ENGINE_NAME, "realized_return": _num(o.realized_return), "realized_pnl": None,
+                "metrics_json": json.dumps({
+                    "benchmark_return": _num(o.benchmark_return),
+                    "excess_return": _num(o.realized_return - o.benchmark_return),
+                    "holdings": o.holdings,
+                }),
+                "run_id": run_id, "decision_date": o.decision_date,
+            })
+    return rows, targets
+
+
+def _num(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+# ---------------------------------------------------------------- execution
+
+
+@dataclass(frozen=True)
+class BookState:
+    """A book at the close of a session: what session T needs from T-1."""
+
+    as_of: date | None
+    cash: float
+    positions: dict[InstrumentId, Position]
+    peak_equity: float
+    month_to_date_shares: float = 0.0
+    open_orders: tuple[Order, ...] = ()
+    last_prices: dict[InstrumentId, float] = field(default_factory=dict)
+
+    @classmethod
+    def initial(cls, capital: float) -> BookState:
+        """A fresh book holding ``capital`` in cash."""
+        return cls(None, float(capital), {}, float(capital))
+
+
+@dataclass
+class ExecutionRows:
+    """Rows of the execution and backtest tables over a range, and the book at its end."""
+
+    records: ExecutionRecords
+    backtest_trades: list[dict]
+    backtest_daily_equity: list[dict]
+    final: BookState
+    traded_value: list[float]
+
+    def frames(self) -> dict[str, pl.DataFrame]:
+        """Return a frame per table, typed by the catalogue."""
+        out = {name: _frame(name, getattr(self.records, name)) for name in
+               ("orders", "fills", "positions_snapshots", "executed_actions")}
+        out["backtest_trades"] = _frame("backtest_trades", self.backtest_trades)
+        out["backtest_daily_equity"] = _frame("backtest_daily_equity", self.backtest_daily_equity)
+        return out
+
+
+def run_execution(
+    data: BacktestData,
+    config: StrategyConfig,
+    portfolio: PortfolioConfig,
+    sessions: Sequence[date],
+    targets: Mapping[date, Mapping[InstrumentId, float]],
+    *,
+    run_id: str,
+    start: BookState,
+) -> ExecutionRows:
+    """Run the book through ``sessions``: plan to each session's targets, fill, mark, record."""
+    pid = PortfolioId(portfolio.portfolio_id)
+    if start.as_of is None:
+        broker = BacktestBroker(config.execution, pid, start.cash, portfolio.base_currency,
+                                instruments=data.index.ids)
+    else:
+        broker = BacktestBroker.from_state(
+            config.execution, pid, start.cash, start.positions, as_of=start.as_of,
+            currency=portfolio.base_currency, instruments=data.index.ids,
+            last_prices=start.last_prices, month_to_date_shares=start.month_to_date_shares,
+            open_orders=start.open_orders,
+        )
+    planner = OrderPlanner(config.execution, max_position_weight=config.max_position_weight)
+    records = ExecutionRecords()
+    trades: list[dict] = []
+    equity_rows: list[dict] = []
+    traded: list[float] = []
+    peak = start.peak_equity
+    for session in sessions:
+        data.tm.advance_to(session)
+        market = data.snapshot()
+        decision_id = f"{run_id}:{config.strategy_id}:{session.isoformat()}"
+        result = apply_execution_plan(
+            broker=broker, planner=planner, market=market, target_weights=targets.get(session, {}),
+            run_id=run_id, decision_id=decision_id, lot_sizes=data.lot_sizes, records=records,
+        )
+        for f, pnl in zip(result.fills, result.realized_by_fill):
+            trades.append({
+                "run_id": run_id, "trade_id": str(f.fill_id), "session_date": session,
+                "instrument_id": str(f.instrument_id), "side": f.side.value, "quantity": f.quantity,
+                "price": f.price, "commission": f.commission, "pnl": _num(pnl),
+                "strategy_id": config.strategy_id, "sleeve_id": portfolio.portfolio_id,
+            })
+        acct = result.account
+        equity = acct.equity
+        peak = max(peak, equity)
+        value = float(sum(f.notional for f in result.fills))
+        traded.append(value)
+        open_orders = broker.open_orders()
+        equity_rows.append({
+            "run_id": run_id, "session_date": session, "equity": equity, "cash": acct.cash,
+            "drawdown": equity / peak - 1.0,
+            "exposure_metrics_json": json.dumps({
+                "gross_exposure": acct.gross_exposure, "net_exposure": acct.net_exposure,
+                "leverage": acct.gross_exposure / equity if equity > 0 else None,
+                "holdings": len(broker.positions()), "traded_value": value,
+                "commission": float(sum(f.commission for f in result.fills)),
+                "orders": len(result.orders), "fills": len(result.fills),
+                "month_to_date_shares": broker.month_to_date_shares, "peak_equity": peak,
+                "open_orders": [_order_json(o) for o in open_orders],
+            }),
+        })
+    state = broker.state()
+    final = BookState(
+        broker.as_of, state.cash, dict(state.positions), peak, broker.month_to_date_shares,
+        tuple(broker.open_orders()), dict(broker.last_prices()),
+    )
+    return ExecutionRows(records, trades, equity_rows, final, traded)
+
+
+def _order_json(o: Order) -> dict:
+    return {
+        "order_id": str(o.order_id), "instrument_id": str(o.instrument_id), "side": o.side.value,
+        "quantity": o.quantity, "session_date": o.session_date.isoformat(), "order_type": o.order_type.value,
+        "time_in_force": o.time_in_force.value, "limit_price": o.limit_price, "stop_price": o.stop_price,
+        "status": o.status.value, "filled_quantity": o.filled_quantity,
+        "average_fill_price": o.average_fill_price, "decision_id": o.decision_id,
+    }
+
+
+def order_from_json(d: Mapping, portfolio_id: str) -> Order:
+    """Rebuild an open order saved in ``backtest_daily_equity.exposure_metrics_json``."""
+    return Order(
+        order_id=OrderId(d["order_id"]), portfolio_id=PortfolioId(portfolio_id),
+        instrument_id=InstrumentId(d["instrument_id"]), side=OrderSide(d["side"]), quantity=d["quantity"],
+        session_date=date.fromisoformat(d["session_date"]), order_type=OrderType(d["order_type"]),
+        time_in_force=TimeInForce(d["time_in_force"]), limit_price=d["limit_price"], stop_price=d["stop_price"],
+        status=OrderStatus(d["status"]), filled_quantity=d["filled_quantity"],
+        average_fill_price=d["average_fill_price"], decision_id=d["decision_id"],
+    )
+
+
+def load_book_state(warehouse: Warehouse, *, run_id: str, portfolio: PortfolioConfig, before: date) -> BookState:
+    """Return the book of ``run_id`` at its last session before ``before`` (fresh when it has none).
+
+    Reads ``backtest_daily_equity`` (cash, peak, month-to-date shares, open orders) and
+    ``positions_snapshots`` of that session.
+    """
+    eq = warehouse.query(
+        "SELECT session_date, equity, cash, exposure_metrics_json FROM runtime.backtest_daily_equity "
+        f"WHERE run_id = {warehouse.placeholder} AND session_date < {warehouse.placeholder} "
+        "ORDER BY session_date DESC LIMIT 1",
+        [run_id, before],
+    )
+    if eq.is_empty():
+        return BookState.initial(portfolio.initial_capital)
+    row = eq.row(0, named=True)
+    as_of = row["session_date"]
+    meta = json.loads(row["exposure_metrics_json"] or "{}")
+    pos = warehouse.read_table(
+        "positions_snapshots", start=as_of, end=as_of,
+        scope={"run_id": run_id, "portfolio_id": portfolio.portfolio_id, "mode": MODE},
+    )
+    positions = {}
+    last_prices = {}
+    for r in pos.iter_rows(named=True):
+        iid = InstrumentId(r["instrument_id"])
+        positions[iid] = Position(iid, r["quantity"], r["avg_cost"] or 0.0, r["realized_pnl"] or 0.0)
+        if r["quantity"] and r["market_value"] is not None:
+            px = r["market_value"] / r["quantity"]
+            if px > 0:
+                last_prices[iid] = px
+    opens = tuple(order_from_json(o, portfolio.portfolio_id) for o in meta.get("open_orders", []))
+    return BookState(
+        as_of, float(row["cash"]), positions, float(meta.get("peak_equity", row["equity"])),
+        float(meta.get("month_to_date_shares", 0.0)), opens, last_prices,
+    )

@@ -1,0 +1,189 @@
+"""apply_execution_plan: current book + targets -> planned orders -> broker -> fills -> records.
+
+One call per session and book. In BACKTEST mode the broker fills synchronously: with fills at
+the close, the plan is made on the session's closes and filled at them; with fills at the next
+open, the session first fills the orders planned on the previous close at today's open, then
+plans on today's close. The function returns the records of everything that happened, in the
+row shapes of ``orders``, ``fills``, ``positions_snapshots`` and ``executed_actions`` (all with
+``mode`` and ``run_id``); the caller writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timezone
+
+from prometheus_lib.execution.backtest_broker import BacktestBroker
+from prometheus_lib.execution.broker import BrokerInterface
+from prometheus_lib.execution.domain import AccountState, ExecutionMode, Fill, InstrumentId, Order
+from prometheus_lib.execution.market import MarketSnapshot
+from prometheus_lib.execution.planner import OrderPlan, OrderPlanner
+
+
+@dataclass
+class ExecutionRecords:
+    """Rows for the execution tables, accumulated over sessions (column-wise dict rows)."""
+
+    orders: list[dict] = field(default_factory=list)
+    fills: list[dict] = field(default_factory=list)
+    positions_snapshots: list[dict] = field(default_factory=list)
+    executed_actions: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionExecution:
+    """What one session's execution did."""
+
+    session_date: date
+    plan: OrderPlan | None
+    orders: tuple[Order, ...]
+    fills: tuple[Fill, ...]
+    account: AccountState
+    realized_by_fill: tuple[float, ...]
+
+
+def _stamp(session: date) -> datetime:
+    # Backtest records carry the session's date at 21:00 UTC (after the US close) as their time.
+    return datetime.combine(session, time(21, 0), tzinfo=timezone.utc)
+
+
+def apply_execution_plan(
+    *,
+    broker: BrokerInterface,
+    planner: OrderPlanner,
+    market: MarketSnapshot,
+    target_weights: Mapping[InstrumentId, float],
+    run_id: str,
+    decision_id: str | None = None,
+    lot_sizes: Mapping[InstrumentId, int] | None = None,
+    records: ExecutionRecords | None = None,
+) -> SessionExecution:
+    """Plan, submit and (in BACKTEST mode) fill one session's orders; append their records.
+
+    Parameters
+    ----------
+    broker
+        The book's broker. A ``BacktestBroker`` is processed synchronously for ``market``.
+    planner
+        Turns the book and the targets into orders.
+    market
+        The session's snapshot: plan prices are its closes.
+    target_weights
+        Target weight per instrument (held instruments absent from it are closed).
+    run_id
+        The backtest run (or live book) the records belong to; part of every order id.
+    decision_id
+        The engine decision the orders implement.
+    lot_sizes
+        Lot size per instrument (default: the planner's config).
+    records
+        Where rows are appended (a new ``ExecutionRecords`` when None).
+    """
+    session = market.session_date
+    mode = broker.mode
+    stamp = _stamp(session)
+    portfolio = str(broker.portfolio_id)
+    records = records if records is not None else ExecutionRecords()
+    backtest = isinstance(broker, BacktestBroker)
+    fills: list[Fill] = []
+    next_open = backtest and broker.config.fill_at == "next_open"
+
+    realized_before = {i: p.realized_pnl for i, p in broker.state().positions.items()} if backtest else {}
+    if next_open:
+        fills.extend(broker.process_fills(market))
+    elif backtest:
+        broker.mark(market)
+    account = broker.account_state()
+    positions = broker.positions()
+    prices = {InstrumentId(i): float(p) for i, p in zip(market.index.ids, market.close) if math.isfinite(p) and p > 0}
+    prefix = f"{run_id}:{portfolio}:{session.isoformat()}:O"
+    plan = planner.plan(
+        portfolio_id=broker.portfolio_id,
+        session_date=session,
+        positions=positions,
+        cash=account.cash,
+        prices=prices,
+        target_weights=dict(target_weights),
+        lot_sizes=lot_sizes,
+        decision_id=decision_id,
+        order_id_prefix=prefix,
+    )
+    submitted = broker.submit_all(plan.orders)
+    if backtest and not next_open:
+        fills.extend(broker.process_fills(market))
+    account = broker.account_state()
+
+    realized: list[float] = []
+    if backtest:
+        after = broker.state().positions
+        running = dict(realized_before)
+        for f in fills:
+            # realised P&L of each fill: the position's realised P&L moves only by its fills
+            pos_after = after.get(f.instrument_id)
+            total = pos_after.realized_pnl if pos_after is not None else 0.0
+            same = [g for g in fills if g.instrument_id == f.instrument_id]
+            if len(same) == 1:
+                realized.append(total - running.get(f.instrument_id, 0.0))
+            else:
+                realized.append(math.nan)
+        # several fills of one instrument in a session: split the move over them by quantity
+        for k, f in enumerate(fills):
+            if math.isnan(realized[k]):
+                same = [g for g in fills if g.instrument_id == f.instrument_id]
+                move = (after[f.instrument_id].realized_pnl if f.instrument_id in after else 0.0) - running.get(f.instrument_id, 0.0)
+                qty = sum(g.quantity for g in same)
+                realized[k] = move * f.quantity / qty if qty else 0.0
+
+    final_orders = [broker.order(o.order_id) for o in submitted]
+    for o in final_orders:
+        records.orders.append({
+            "order_id": str(o.order_id), "portfolio_id": portfolio, "session_date": session,
+            "created_at": stamp, "instrument_id": str(o.instrument_id), "side": o.side.value,
+            "order_type": o.order_type.value, "time_in_force": o.time_in_force.value,
+            "quantity": o.quantity, "limit_price": o.limit_price, "stop_price": o.stop_price,
+            "status": o.status.value, "mode": mode.value, "decision_id": decision_id, "run_id": run_id,
+            "metadata": json.dumps({"filled_quantity": o.filled_quantity, "reason": o.reason}),
+        })
+        records.executed_actions.append(_action(run_id, portfolio, session, stamp, mode, o, "ORDER_" + (
+            "REJECTED" if o.status.value == "REJECTED" else "SUBMITTED"), o.quantity, None, decision_id))
+        if o.status.value == "CANCELLED":
+            records.executed_actions.append(_action(run_id, portfolio, session, stamp, mode, o, "ORDER_CANCELLED",
+                                                    o.remaining_quantity, None, decision_id, o.reason))
+    for f, pnl in zip(fills, realized or [None] * len(fills)):
+        records.fills.append({
+            "fill_id": str(f.fill_id), "order_id": str(f.order_id), "session_date": session,
+            "filled_at": stamp, "instrument_id": str(f.instrument_id), "side": f.side.value,
+            "quantity": f.quantity, "price": f.price, "commission": f.commission,
+            "slippage_bps": f.slippage_bps, "portfolio_id": portfolio, "mode": mode.value, "run_id": run_id,
+            "metadata": json.dumps({"realized_pnl": pnl}),
+        })
+        records.executed_actions.append({
+            "action_id": f"{f.fill_id}:FILL", "decision_id": decision_id, "session_date": session,
+            "portfolio_id": portfolio, "instrument_id": str(f.instrument_id), "action_type": "FILL",
+            "quantity": f.signed_quantity, "price": f.price, "notional": f.notional, "mode": mode.value,
+            "run_id": run_id, "created_at": stamp,
+            "metadata": json.dumps({"order_id": str(f.order_id), "commission": f.commission}),
+        })
+    for iid, p in sorted(broker.positions().items()):
+        px = market.price(str(iid))
+        if not (math.isfinite(px) and px > 0):
+            px = p.average_cost
+        records.positions_snapshots.append({
+            "portfolio_id": portfolio, "session_date": session, "instrument_id": str(iid), "mode": mode.value,
+            "snapshot_at": stamp, "quantity": p.quantity, "avg_cost": p.average_cost,
+            "market_value": p.quantity * px, "unrealized_pnl": p.quantity * (px - p.average_cost),
+            "realized_pnl": p.realized_pnl, "run_id": run_id, "metadata": None,
+        })
+    return SessionExecution(session, plan, tuple(final_orders), tuple(fills), account, tuple(realized))
+
+
+def _action(run_id, portfolio, session, stamp, mode: ExecutionMode, o: Order, kind, qty, price, decision_id, reason=None):
+    return {
+        "action_id": f"{o.order_id}:{kind}", "decision_id": decision_id, "session_date": session,
+        "portfolio_id": portfolio, "instrument_id": str(o.instrument_id), "action_type": kind,
+        "quantity": o.side.sign * qty, "price": price, "notional": None, "mode": mode.value,
+        "run_id": run_id, "created_at": stamp, "metadata": json.dumps({"reason": reason or o.reason}),
+    }

@@ -1,0 +1,218 @@
+"""TimeMachine: the only way a strategy or engine reads data, and only what is known at a session.
+
+A ``TimeMachine`` holds the sessions of a backtest and the tables its engines read (loaded once,
+from the warehouse or given as frames) and a *current session*. Every read is cut at the current
+session: ``read`` returns rows whose date column is at or before it, ``matrix`` returns a dense
+(sessions x instruments) window ending at it, and asking for anything later raises
+``LookAheadError``. Engines never see the warehouse, so point-in-time holds by construction
+(STYLE rule 6).
+
+Rows are "known at T" when their date column (``session_date`` for panels and prices; the
+session an event became known for news and filings) is <= T. Tables whose rows carry the
+session they were *computed for* satisfy this because every panel is point-in-time itself
+(tested in the dbt suite).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from prometheus_lib.errors import CalendarError, LookAheadError, NotSessionError
+from prometheus_lib.execution.market import InstrumentIndex
+
+if TYPE_CHECKING:
+    from prometheus_lib.storage.warehouse import Warehouse
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    frame: pl.DataFrame  # sorted by date_column
+    date_column: str
+    dates: np.ndarray  # the date column as numpy datetime64[D], for bisection
+
+
+class TimeMachine:
+    """Point-in-time reads over a fixed list of sessions.
+
+    Parameters
+    ----------
+    sessions
+        The trading sessions reads are indexed by, ascending (history before the backtest's
+        first session included, so windows can look back).
+    current
+        The session the machine starts at (default: the first).
+    """
+
+    def __init__(self, sessions: Sequence[date], current: date | None = None) -> None:
+        self._sessions = list(sessions)
+        if not self._sessions:
+            raise CalendarError("TimeMachine needs at least one session")
+        if any(a >= b for a, b in zip(self._sessions, self._sessions[1:])):
+            raise CalendarError("TimeMachine sessions must be strictly ascending")
+        self._position = {s: i for i, s in enumerate(self._sessions)}
+        self._tables: dict[str, _Table] = {}
+        self._matrices: dict[tuple[str, str, int, str], tuple[InstrumentIndex, np.ndarray]] = {}
+        self._k = 0
+        if current is not None:
+            self.advance_to(current)
+
+    # ------------------------------------------------------------ the clock
+
+    @property
+    def sessions(self) -> list[date]:
+        """All sessions the machine knows, ascending."""
+        return list(self._sessions)
+
+    @property
+    def current(self) -> date:
+        """The current session: nothing after it can be read."""
+        return self._sessions[self._k]
+
+    @property
+    def current_index(self) -> int:
+        """Position of the current session in ``sessions``."""
+        return self._k
+
+    def session_index(self, session: date) -> int:
+        """Return the position of ``session`` (raises ``NotSessionError``)."""
+        try:
+            return self._position[session]
+        except KeyError:
+            raise NotSessionError(
+                f"{session} is not a session of this TimeMachine "
+                f"({self._sessions[0]} .. {self._sessions[-1]}, {len(self._sessions)} sessions)"
+            ) from None
+
+    def advance_to(self, session: date) -> None:
+        """Move the clock to ``session`` (forwards or backwards; engines only ever see the current one)."""
+        self._k = self.session_index(session)
+
+    def sessions_back(self, n: int) -> list[date]:
+        """Return the last ``n`` sessions ending at the current one (fewer at the start)."""
+        return self._sessions[max(0, self._k - n + 1): self._k + 1]
+
+    # ------------------------------------------------------------ loading
+
+    def register(self, name: str, frame: pl.DataFrame, date_column: str = "session_date") -> None:
+        """Make ``frame`` readable as table ``name``, cut by ``date_column``."""
+        if date_column not in frame.columns:
+            raise KeyError(f"table {name!r} has no date column {date_column!r}; columns: {frame.columns}")
+        frame = frame.sort(date_column)
+        dates = frame[date_column].to_numpy().astype("datetime64[D]")
+        self._tables[name] = _Table(frame, date_column, dates)
+        for key in [k for k in self._matrices if k[0] == name]:
+            del self._matrices[key]
+
+    def load(
+        self,
+        warehouse: Warehouse,
+        table: str,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        columns: Sequence[str] | None = None,
+        scope: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> pl.DataFrame:
+        """Read ``table`` from ``warehouse`` for [start, end] once and register it; return the frame."""
+        frame = warehouse.read_table(table, start=start, end=end, columns=columns, scope=scope)
+        from prometheus_lib.storage.catalog import get_table
+
+        self.register(name or table, frame, get_table(table).partition_column or "session_date")
+        return frame
+
+    # ------------------------------------------------------------ reads
+
+    def _table(self, name: str) -> _Table:
+        try:
+            return self._tables[name]
+        except KeyError:
+            raise KeyError(f"TimeMachine has no table {name!r}; loaded: {sorted(self._tables)}") from None
+
+    def _check_end(self, name: str, end: date) -> None:
+        if end > self.current:
+            raise LookAheadError(
+                f"read of {name!r} up to {end} at session {self.current}: data after the current session is not known yet"
+            )
+
+    def read(
+        self,
+        name: str,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        lookback_sessions: int | None = None,
+    ) -> pl.DataFrame:
+        """Return the rows of ``name`` known at the current session.
+
+        ``end`` defaults to the current session and may not be later (``LookAheadError``);
+        ``lookback_sessions=n`` starts the window n sessions back (the current one included).
+        """
+        t = self._table(name)
+        end = self.current if end is None else end
+        self._check_end(name, end)
+        if lookback_sessions is not None:
+            if lookback_sessions < 1:
+                raise ValueError(f"lookback_sessions must be >= 1, was {lookback_sessions}")
+            first = self.sessions_back(lookback_sessions)[0]
+            start = first if start is None else max(start, first)
+        hi = int(np.searchsorted(t.dates, np.datetime64(end, "D"), side="right"))
+        lo = 0 if start is None else int(np.searchsorted(t.dates, np.datetime64(start, "D"), side="left"))
+        return t.frame.slice(lo, max(hi - lo, 0))
+
+    def matrix(
+        self,
+        name: str,
+        column: str,
+        index: InstrumentIndex,
+        *,
+        lookback_sessions: int = 1,
+        instrument_column: str = "instrument_id",
+        filter_column: str | None = None,
+        filter_value: Any = None,
+    ) -> np.ndarray:
+        """Return a read-only (lookback x instruments) window of ``column`` ending at the current session.
+
+        Rows are sessions (oldest first; fewer rows at the very start), columns follow
+        ``index``; absent cells are NaN. ``filter_column == filter_value`` selects rows of a
+        long table first (for example ``factor_id == 'MOM'``).
+        """
+        full = self._dense(name, column, index, instrument_column, filter_column, filter_value)
+        lo = max(0, self._k - lookback_sessions + 1)
+        return full[lo: self._k + 1]
+
+    def _dense(self, name, column, index, instrument_column, filter_column, filter_value) -> np.ndarray:
+        key = (name, column, id(index), f"{instrument_column}|{filter_column}|{filter_value}")
+        cached = self._matrices.get(key)
+        if cached is not None and cached[0] is index:
+            return cached[1]
+        t = self._table(name)
+        frame = t.frame
+        if filter_column is not None:
+            frame = frame.filter(pl.col(filter_column) == filter_value)
+        out = np.full((len(self._sessions), len(index)), np.nan)
+        if frame.height:
+            rows = np.array(
+                [self._position.get(d, -1) for d in frame[t.date_column].to_list()], dtype=np.int64
+            )
+            cols = np.array([index.positions.get(i, -1) for i in frame[instrument_column].to_list()], dtype=np.int64)
+            vals = frame[column].cast(pl.Float64).to_numpy()
+            ok = (rows >= 0) & (cols >= 0)
+            out[rows[ok], cols[ok]] = vals[ok]
+        out.setflags(write=False)
+        self._matrices[key] = (index, out)
+        return out
+
+
+def sessions_between(sessions: Sequence[date], start: date, end: date) -> list[date]:
+    """Return the sessions in [start, end] from an ascending list."""
+    lo = bisect.bisect_left(sessions, start)
+    hi = bisect.bisect_right(sessions, end)
+    return list(sessions[lo:hi])
