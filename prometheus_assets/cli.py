@@ -3,6 +3,9 @@
     prometheus main [--start D] [--end D]     reference + 2 years of ingestion and panels in one run, checks, summary
     prometheus ingest --start D --end D       one single-run backfill of the ingestion assets
     prometheus panels --start D --end D       one single-run backfill of the dbt panels
+    prometheus backtest --strategy S --start D --end D [--run-id R]
+                                              backtest = one single-run backfill of the strategy's
+                                              assets; prints the tear sheet, writes an HTML/PNG report
     prometheus ui [--port 3000]               the Dagster webserver + daemon on localhost
     prometheus migrate                        apply warehouse migrations
     prometheus instance                       print where things live
@@ -48,6 +51,19 @@ def dagster_home() -> Path:
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
     return home
+
+
+def configure_event_bookkeeping() -> None:
+    """Cut Dagster's per-partition bookkeeping for single-run backfills (see README, backtests).
+
+    ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``: one "planned" event per asset for a
+    range run instead of one per (asset, session) — the trade-off, per Dagster, is that the
+    sessions of a failed range run are not each marked failed. ``DAGSTER_EVENT_BATCH_SIZE``:
+    materialisations of a range are written in batches. Both are inherited by ``prometheus ui``
+    (the daemon and the runs it launches). An explicit setting in the environment wins.
+    """
+    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
 
 
 def _instance():
@@ -142,7 +158,86 @@ def cmd_main(args: argparse.Namespace) -> int:
     start, end = default_range(args.years)
     start, end = args.start or start, args.end or end
     print(f"Running the main job over {start}..{end} on {os.environ.get('PROMETHEUS_WAREHOUSE_URL') and 'PostgreSQL' or 'the embedded DuckDB warehouse'} ...", flush=True)
-    return _run_and_report("main", start, end)
+    code = _run_and_report("main", start, end)
+    if code or args.no_backtest:
+        return code
+    # The backtest starts once the strategy has the history its windows need (12-1 momentum,
+    # a 252-session risk window), inside the range the main job just built.
+    from prometheus_lib.config import load_config
+    from prometheus_lib.data.ingestion import market_calendar
+    from prometheus_lib.execution.market import InstrumentIndex
+    from prometheus_lib.strategies.baseline import BaselineStrategy
+
+    config = load_config()
+    strategy = config.strategy(config.default_strategy)
+    warmup = BaselineStrategy(strategy, InstrumentIndex.of([]), {}, "").lookback_sessions
+    cal = market_calendar(config.market(strategy.market_id))
+    sessions = cal.sessions(start, end)
+    if len(sessions) <= warmup + 20:
+        print(f"\nNo backtest: {len(sessions)} sessions is not enough for the strategy's {warmup}-session warm-up.")
+        return code
+    print(f"\nBacktesting {strategy.strategy_id} over {sessions[warmup]}..{end} (after a {warmup}-session warm-up) ...", flush=True)
+    return _backtest(strategy.strategy_id, sessions[warmup], end, None)
+
+
+def backtest_run_id(strategy_id: str, start: date, end: date) -> str:
+    """The run id ``prometheus backtest`` uses when none is given: strategy, range and config hash."""
+    from prometheus_assets.assets.strategy import default_run_id
+    from prometheus_lib.config import load_config
+
+    return f"{default_run_id(load_config().strategy(strategy_id))}-{start:%Y%m%d}-{end:%Y%m%d}"
+
+
+def _backtest(strategy_id: str, start: date, end: date, run_id: str | None) -> int:
+    from prometheus_assets.assets.strategy import RUN_ID_TAG, run_performance
+    from prometheus_assets.definitions import backtest_job_name, defs, open_defs_warehouse
+    from prometheus_lib.analytics import format_tear_sheet, write_report
+    from prometheus_lib.backtest.runner import delete_run
+    from prometheus_lib.config import load_config
+
+    config = load_config()
+    try:
+        strategy = config.strategy(strategy_id)
+    except KeyError as e:
+        raise SystemExit(f"prometheus: --strategy: {e.args[0]}") from None
+    run_id = run_id or backtest_run_id(strategy_id, start, end)
+    with open_defs_warehouse(defs) as wh:
+        removed = delete_run(wh, run_id)
+    t0 = time.perf_counter()
+    result, _ = run_range(backtest_job_name(strategy_id), start, end,
+                          tags={RUN_ID_TAG: run_id, "prometheus/command": "backtest"})
+    seconds = time.perf_counter() - t0
+    if not result.success:
+        for ev in result.all_events:
+            if ev.event_type_value == "STEP_FAILURE":
+                print(f"prometheus: step {ev.step_key} failed: {ev.event_specific_data.error.message.strip()}", file=sys.stderr)
+        print(f"prometheus: backtest run {result.run_id} FAILED after {seconds:.1f} s", file=sys.stderr)
+        return 1
+    with open_defs_warehouse(defs) as wh:
+        dates, curve, bench_curve, metrics = run_performance(wh, strategy, run_id)
+        counts = {t: wh.row_count(t, scope={"run_id": run_id}) for t in ("orders", "fills", "backtest_trades")}
+    report_base = prometheus_home() / "reports" / run_id
+    paths = write_report(report_base, dates=dates, equity=curve[1:],
+                         benchmark_equity=bench_curve[1:] if bench_curve is not None else None,
+                         metrics=metrics, title=f"{strategy_id} backtest {dates[0]}..{dates[-1]}")
+    extra = {
+        "Run id": run_id,
+        "Dagster run": result.run_id,
+        "Wall time": f"{seconds:.1f} s ({len(dates)} sessions, 2 assets)",
+        "Orders / fills": f"{counts['orders']:,} / {counts['fills']:,}",
+        "Final equity": f"{curve[-1]:,.0f} (from {curve[0]:,.0f})",
+        "Benchmark": strategy.benchmark_factor,
+    }
+    if removed:
+        extra["Replaced"] = f"{removed:,} rows of an earlier run with this id"
+    print(format_tear_sheet(metrics, title=f"{strategy_id} backtest", start=dates[0], end=dates[-1],
+                            sessions=len(dates), extra=extra))
+    print("Report: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    return _backtest(args.strategy, args.start, args.end, args.run_id)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -188,7 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--start", type=_parse_date)
     m.add_argument("--end", type=_parse_date)
     m.add_argument("--years", type=int, default=2)
+    m.add_argument("--no-backtest", action="store_true", help="stop after the data run")
     m.set_defaults(fn=cmd_main)
+    b = sub.add_parser("backtest", help="backtest a strategy over a session range as one Dagster run")
+    b.add_argument("--strategy", required=True)
+    b.add_argument("--start", type=_parse_date, required=True)
+    b.add_argument("--end", type=_parse_date, required=True)
+    b.add_argument("--run-id", help="backtest run id (default: strategy, config hash and range); its rows are replaced")
+    b.set_defaults(fn=cmd_backtest)
     i = sub.add_parser("ingest", help="ingest a session range as one run")
     i.add_argument("--start", type=_parse_date, required=True)
     i.add_argument("--end", type=_parse_date, required=True)
@@ -218,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     args = build_parser().parse_args(argv)
     dagster_home()
+    configure_event_bookkeeping()
     return int(args.fn(args) or 0)
 
 

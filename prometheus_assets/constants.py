@@ -20,3 +20,6 @@ META_TABLE = "prometheus/table"
 META_SCOPE = "prometheus/scope"
 PANELS = "panels"
 DBT = "dbt"
+
+# A strategy's assets live in group "strategy_<id>" under runtime/<id>/.
+STRATEGY_GROUP_PREFIX = "strategy_"

@@ -15,6 +15,7 @@ import dagster as dg
 from prometheus_assets.assets.ingestion import build_ingestion_assets
 from prometheus_assets.assets.panels import build_panel_assets, dbt_resource
 from prometheus_assets.assets.reference import build_reference_assets
+from prometheus_assets.assets.strategy import build_strategy_assets, strategy_group
 from prometheus_assets.checks import build_ingestion_checks
 from prometheus_assets.constants import DBT, INGESTION, PANELS, PLATFORM, REFERENCE, WAREHOUSE, WAREHOUSE_IO
 from prometheus_assets.io_manager import WarehouseIOManager
@@ -28,6 +29,12 @@ from prometheus_lib.storage.warehouse import Warehouse
 INGEST_JOB = "ingest"
 MAIN_JOB = "main"
 PANELS_JOB = "panels"
+BACKTEST_JOB_PREFIX = "backtest_"
+
+
+def backtest_job_name(strategy_id: str) -> str:
+    """The job that backtests ``strategy_id`` over a session range (one run)."""
+    return f"{BACKTEST_JOB_PREFIX}{strategy_id}"
 
 
 def warehouse_from_config(config: PlatformConfig) -> WarehouseResource:
@@ -55,6 +62,9 @@ def build_definitions(config_dir: str | None = None, warehouse: WarehouseResourc
         *build_ingestion_assets(sessions, market_id),
         build_panel_assets(sessions, market_id),
     ]
+    strategies = [s for s in config.strategies if s.market_id == market_id]
+    for strategy in strategies:
+        assets.extend(build_strategy_assets(sessions, strategy))
     jobs = [
         dg.define_asset_job(
             INGEST_JOB, selection=dg.AssetSelection.groups(REFERENCE, INGESTION), partitions_def=sessions,
@@ -68,6 +78,14 @@ def build_definitions(config_dir: str | None = None, warehouse: WarehouseResourc
             MAIN_JOB, selection=dg.AssetSelection.groups(REFERENCE, INGESTION, PANELS), partitions_def=sessions,
             description="Ingestion, checks and panels for a session range, as one run.",
         ),
+        *[
+            dg.define_asset_job(
+                backtest_job_name(s.strategy_id), selection=dg.AssetSelection.groups(strategy_group(s.strategy_id)),
+                partitions_def=sessions, tags={"prometheus/strategy": s.strategy_id},
+                description=f"Backtest of {s.strategy_id} over a session range: decisions then the book, one run.",
+            )
+            for s in strategies
+        ],
     ]
     return dg.Definitions(
         assets=assets,

@@ -25,6 +25,8 @@ from prometheus_lib.errors import DataValidationError
 from prometheus_lib.execution.api import ExecutionRecords, apply_execution_plan
 from prometheus_lib.execution.backtest_broker import BacktestBroker
 from prometheus_lib.execution.domain import (
+    Fill,
+    FillId,
     InstrumentId,
     Order,
     OrderSide,
@@ -245,6 +247,8 @@ class BookState:
     month_to_date_shares: float = 0.0
     open_orders: tuple[Order, ...] = ()
     last_prices: dict[InstrumentId, float] = field(default_factory=dict)
+    # Fills of the open orders, so a partially filled order resumes its fill numbering.
+    open_order_fills: tuple[Fill, ...] = ()
 
     @classmethod
     def initial(cls, capital: float) -> BookState:
@@ -291,7 +295,7 @@ def run_execution(
             config.execution, pid, start.cash, start.positions, as_of=start.as_of,
             currency=portfolio.base_currency, instruments=data.index.ids,
             last_prices=start.last_prices, month_to_date_shares=start.month_to_date_shares,
-            open_orders=start.open_orders,
+            open_orders=start.open_orders, fills=start.open_order_fills,
         )
     planner = OrderPlanner(config.execution, max_position_weight=config.max_position_weight)
     records = ExecutionRecords()
@@ -334,9 +338,12 @@ def run_execution(
             }),
         })
     state = broker.state()
+    open_orders = tuple(broker.open_orders())
+    open_ids = {o.order_id for o in open_orders}
     final = BookState(
         broker.as_of, state.cash, dict(state.positions), peak, broker.month_to_date_shares,
-        tuple(broker.open_orders()), dict(broker.last_prices()),
+        open_orders, dict(broker.last_prices()),
+        tuple(f for f in broker.fills() if f.order_id in open_ids),
     )
     return ExecutionRows(records, trades, equity_rows, final, traded)
 
@@ -397,4 +404,41 @@ def load_book_state(warehouse: Warehouse, *, run_id: str, portfolio: PortfolioCo
     return BookState(
         as_of, float(row["cash"]), positions, float(meta.get("peak_equity", row["equity"])),
         float(meta.get("month_to_date_shares", 0.0)), opens, last_prices,
+        _open_order_fills(warehouse, run_id, portfolio.portfolio_id, opens, as_of),
     )
+
+
+def _open_order_fills(warehouse: Warehouse, run_id: str, portfolio_id: str, opens: tuple[Order, ...],
+                      as_of: date) -> tuple[Fill, ...]:
+    partial = {str(o.order_id) for o in opens if o.filled_quantity > 0}
+    if not partial:
+        return ()
+    first = min(o.session_date for o in opens if str(o.order_id) in partial)
+    rows = warehouse.read_table("fills", start=first, end=as_of,
+                                scope={"run_id": run_id, "portfolio_id": portfolio_id, "mode": MODE})
+    return tuple(
+        Fill(FillId(r["fill_id"]), OrderId(r["order_id"]), PortfolioId(r["portfolio_id"]),
+             InstrumentId(r["instrument_id"]), OrderSide(r["side"]), r["quantity"], r["price"], r["commission"],
+             r["session_date"], r["slippage_bps"] or 0.0)
+        for r in rows.sort("session_date", "fill_id").iter_rows(named=True) if r["order_id"] in partial
+    )
+
+
+RUN_TABLES = (
+    "instrument_scores", "universes", "universe_members", "target_portfolios", "portfolio_risk_reports",
+    "engine_decisions", "decision_outcomes", "orders", "fills", "positions_snapshots", "executed_actions",
+    "backtest_trades", "backtest_daily_equity", "backtest_runs",
+)
+
+
+def delete_run(warehouse: Warehouse, run_id: str) -> int:
+    """Delete every row of backtest run ``run_id`` from the strategy, execution and backtest tables (one transaction)."""
+    n = 0
+    with warehouse.transaction():
+        for name in RUN_TABLES:
+            t = get_table(name)
+            n += int(warehouse.query(
+                f"SELECT count(*) AS n FROM {t.qualified_name} WHERE run_id = {warehouse.placeholder}", [run_id]
+            )["n"][0])
+            warehouse.execute(f"DELETE FROM {t.qualified_name} WHERE run_id = {warehouse.placeholder}", [run_id])
+    return n
