@@ -42,7 +42,7 @@ class SessionExecution:
     orders: tuple[Order, ...]
     fills: tuple[Fill, ...]
     account: AccountState
-    realized_by_fill: tuple[float, ...]
+    realized_by_fill: tuple[float | None, ...]
 
 
 def _stamp(session: date) -> datetime:
@@ -91,7 +91,7 @@ def apply_execution_plan(
     fills: list[Fill] = []
     next_open = backtest and broker.config.fill_at == "next_open"
 
-    realized_before = {i: p.realized_pnl for i, p in broker.state().positions.items()} if backtest else {}
+    before = dict(broker.state().positions) if backtest else {}
     if next_open:
         fills.extend(broker.process_fills(market))
     elif backtest:
@@ -116,26 +116,7 @@ def apply_execution_plan(
         fills.extend(broker.process_fills(market))
     account = broker.account_state()
 
-    realized: list[float] = []
-    if backtest:
-        after = broker.state().positions
-        running = dict(realized_before)
-        for f in fills:
-            # realised P&L of each fill: the position's realised P&L moves only by its fills
-            pos_after = after.get(f.instrument_id)
-            total = pos_after.realized_pnl if pos_after is not None else 0.0
-            same = [g for g in fills if g.instrument_id == f.instrument_id]
-            if len(same) == 1:
-                realized.append(total - running.get(f.instrument_id, 0.0))
-            else:
-                realized.append(math.nan)
-        # several fills of one instrument in a session: split the move over them by quantity
-        for k, f in enumerate(fills):
-            if math.isnan(realized[k]):
-                same = [g for g in fills if g.instrument_id == f.instrument_id]
-                move = (after[f.instrument_id].realized_pnl if f.instrument_id in after else 0.0) - running.get(f.instrument_id, 0.0)
-                qty = sum(g.quantity for g in same)
-                realized[k] = move * f.quantity / qty if qty else 0.0
+    realized = _realized_by_fill(fills, before, broker.state().positions) if backtest else []
 
     final_orders = [broker.order(o.order_id) for o in submitted]
     for o in final_orders:
@@ -153,6 +134,7 @@ def apply_execution_plan(
             records.executed_actions.append(_action(run_id, portfolio, session, stamp, mode, o, "ORDER_CANCELLED",
                                                     o.remaining_quantity, None, decision_id, o.reason))
     for f, pnl in zip(fills, realized or [None] * len(fills)):
+        # pnl: the realised P&L of a fill that reduces a position (None when it opens or adds)
         records.fills.append({
             "fill_id": str(f.fill_id), "order_id": str(f.order_id), "session_date": session,
             "filled_at": stamp, "instrument_id": str(f.instrument_id), "side": f.side.value,
@@ -167,10 +149,13 @@ def apply_execution_plan(
             "run_id": run_id, "created_at": stamp,
             "metadata": json.dumps({"order_id": str(f.order_id), "commission": f.commission}),
         })
+    # Without a close this session a position is valued as the book values it: at its last known
+    # close (average cost if none), so market values add up to the account's and the book resumes.
+    last_prices = broker.last_prices() if backtest else {}
     for iid, p in sorted(broker.positions().items()):
         px = market.price(str(iid))
         if not (math.isfinite(px) and px > 0):
-            px = p.average_cost
+            px = last_prices.get(iid, p.average_cost)
         records.positions_snapshots.append({
             "portfolio_id": portfolio, "session_date": session, "instrument_id": str(iid), "mode": mode.value,
             "snapshot_at": stamp, "quantity": p.quantity, "avg_cost": p.average_cost,
@@ -178,6 +163,30 @@ def apply_execution_plan(
             "realized_pnl": p.realized_pnl, "run_id": run_id, "metadata": None,
         })
     return SessionExecution(session, plan, tuple(final_orders), tuple(fills), account, tuple(realized))
+
+
+def _realized_by_fill(fills, before: Mapping, after: Mapping) -> list[float | None]:
+    """Realised P&L per fill: the position's realised P&L move over the session, split over the
+    fills of that instrument that reduce it (by quantity); None for fills that open or add."""
+    out: list[float | None] = [None] * len(fills)
+    by_instrument: dict[InstrumentId, list[int]] = {}
+    for k, f in enumerate(fills):
+        by_instrument.setdefault(f.instrument_id, []).append(k)
+    for iid, ks in by_instrument.items():
+        p0 = before.get(iid)
+        p1 = after.get(iid)
+        move = (p1.realized_pnl if p1 else 0.0) - (p0.realized_pnl if p0 else 0.0)
+        q = p0.quantity if p0 else 0.0
+        reducing = []
+        for k in ks:
+            f = fills[k]
+            if q != 0.0 and (q > 0) != (f.signed_quantity > 0):
+                reducing.append(k)
+            q += f.signed_quantity
+        total = sum(fills[k].quantity for k in reducing)
+        for k in reducing:
+            out[k] = move * fills[k].quantity / total if total else 0.0
+    return out
 
 
 def _action(run_id, portfolio, session, stamp, mode: ExecutionMode, o: Order, kind, qty, price, decision_id, reason=None):

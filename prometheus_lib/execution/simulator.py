@@ -277,16 +277,18 @@ class MarketSimulator:
         quantities = np.array([p.quantity for p in self._positions.values()], dtype=float)
         costs = np.array([p.average_cost for p in self._positions.values()], dtype=float)
         prices = np.array([self._value_price(i, p) for i, p in self._positions.items()], dtype=float)
-        realized = float(sum(p.realized_pnl for p in self._positions.values()))
+        # math.fsum is exactly rounded, so the totals do not depend on the order positions were
+        # opened in: a book resumed from the warehouse values to the same bits as the original.
+        realized = math.fsum(p.realized_pnl for p in self._positions.values())
         values = quantities * prices
         return AccountState(
             portfolio_id=self.portfolio_id,
             session_date=self._as_of,
             cash=self._cash,
-            positions_value=float(values.sum()),
-            gross_exposure=float(np.abs(values).sum()),
+            positions_value=math.fsum(values),
+            gross_exposure=math.fsum(np.abs(values)),
             realized_pnl=realized,
-            unrealized_pnl=float((quantities * (prices - costs)).sum()),
+            unrealized_pnl=math.fsum(quantities * (prices - costs)),
             currency=self.currency,
         )
 
