@@ -1,0 +1,451 @@
+"""Backtest benchmark: the baseline strategy, daily rebalanced, 500 instruments x 10 years.
+
+    .venv/bin/python bench/backtest.py [--instruments 500] [--years 10] [--work DIR]
+                                       [--backtrader-years 1] [--skip-backtrader] [--profile]
+
+The synthetic market (tests/panel_data.py: ``synthetic_frames`` / ``fill_market``, then dbt's
+panel models, correlation panels left out) covers the backtest window plus one year of warm-up
+for the 12-1 momentum; the built DuckDB warehouse is cached under ``--work`` (default: a folder
+in the temp dir) so re-runs skip the build. The backtest window is the last ``--years`` years
+ending 2023-12-29 (10 years = 2,516 XNYS sessions). Strategy: ``US_CORE_LONG_EQ`` from configs/
+(universe_size 50, cap 5 %, fills at the close, 5 bps slippage, IBKR tiered commission).
+
+Timed, one after the other on the same data:
+  ours        the library loop alone: ``BacktestData.load`` + ``run_decisions`` + ``run_execution``
+  dagster     single-run backfill on SQLite and PostgreSQL Dagster storage: a hook,
+              ``time_dagster_backfill``, "not measured" until ``prometheus_assets.backtest_bench``
+              provides ``time_backfill``
+  vectorbt    (1) the same target weights computed vectorised in pandas/numpy from the same panel
+              tables (read + pivot + scores/filters/top-K/capped inverse-vol); (2)
+              ``Portfolio.from_orders(size_type='targetpercent', cash_sharing=True,
+              call_seq='auto')`` on *our* targets, so the engine comparison is like for like;
+              numba compilation is warmed up on a tiny input first and reported apart
+  backtrader  our targets through ``order_target_percent`` in ``Strategy.next``, one feed per
+              instrument, fills at the close (cheat-on-close); run on the first
+              ``--backtrader-years`` years and extrapolated linearly to the whole window
+
+Goals: the library loop within 2x of vectorbt (read + targets + simulation), and at least 20x
+faster than backtrader (engine only, targets given, extrapolated). ``--profile`` prints the
+library loop's cProfile (top 25 by cumulative time, and by own time) from a separate pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import math
+import pstats
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from panel_data import CALENDAR, MARKET_ID, fill_market, synthetic_frames  # noqa: E402
+
+from prometheus_lib.backtest.runner import BacktestData, BookState, run_decisions, run_execution  # noqa: E402
+from prometheus_lib.config import load_config  # noqa: E402
+from prometheus_lib.storage.dbt import dbt_target_env, panel_env, run_dbt  # noqa: E402
+from prometheus_lib.storage.factory import open_warehouse  # noqa: E402
+from prometheus_lib.strategies.baseline import BaselineStrategy  # noqa: E402
+
+STRATEGY_ID = "US_CORE_LONG_EQ"
+UNIVERSE_SIZE = 50
+LAST_SESSION = date(2023, 12, 29)
+RUN_ID = "bench"
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- the market (cached)
+
+
+def build_market(work: Path, n_instruments: int, years: int) -> tuple[dict, list[date], list[date]]:
+    """Return the warehouse location, all sessions (warm-up included) and the backtest sessions."""
+    bt_sessions = CALENDAR.sessions(date(LAST_SESSION.year + 1 - years, 1, 1), LAST_SESSION)
+    all_sessions = CALENDAR.sessions(date(LAST_SESSION.year - years, 1, 1), LAST_SESSION)
+    first, last = all_sessions[0], all_sessions[-1]
+    path = work / f"backtest_{n_instruments}i_{years}y.duckdb"
+    done = path.with_suffix(".done.json")
+    location = {"backend": "duckdb", "duckdb_path": str(path)}
+    if done.exists() and path.exists():
+        info = json.loads(done.read_text())
+        print(f"warehouse (cached): {path}  built earlier in {info['total_s']:.1f} s "
+              f"(generate {info['generate_s']:.1f}, fill {info['fill_s']:.1f}, dbt {info['dbt_s']:.1f})")
+        return location, all_sessions, bt_sessions
+    work.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    shutil.rmtree(work / "dbt", ignore_errors=True)
+    frames, gen_s = _timed(lambda: synthetic_frames(n_instruments, first, last))
+    _, fill_s = _timed(lambda: fill_market(location, frames, first, last))
+    env = dbt_target_env("duckdb", str(path), None)
+    run, dbt_s = _timed(lambda: run_dbt(["run", "--exclude", "correlation_panels"], env, work / "dbt",
+                                        panel_env(first, last, MARKET_ID)))
+    if run.returncode != 0:
+        raise SystemExit(f"dbt run failed:\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}")
+    info = {"generate_s": gen_s, "fill_s": fill_s, "dbt_s": dbt_s, "total_s": gen_s + fill_s + dbt_s}
+    done.write_text(json.dumps(info))
+    print(f"warehouse (built): {path}  {info['total_s']:.1f} s "
+          f"(generate {gen_s:.1f}, fill {fill_s:.1f}, dbt run {dbt_s:.1f}); "
+          f"{frames['prices_daily'].height:,} price rows")
+    return location, all_sessions, bt_sessions
+
+
+def strategy_config():
+    cfg = load_config().strategy(STRATEGY_ID)
+    return cfg.model_copy(update={"universe_size": UNIVERSE_SIZE})
+
+
+# ---------------------------------------------------------------- (a) the library loop
+
+
+def run_library(location: dict, all_sessions: list[date], bt_sessions: list[date]) -> dict:
+    """BacktestData.load + run_decisions + run_execution, each timed."""
+    cfg = strategy_config()
+    pf = cfg.portfolios[0]
+    with open_warehouse(**location) as wh:
+        data, load_s = _timed(lambda: BacktestData.load(wh, market_id=MARKET_ID, sessions=all_sessions))
+    strategy = BaselineStrategy(cfg, data.index, data.sectors, RUN_ID)
+    (rows, targets), dec_s = _timed(lambda: run_decisions(data, strategy, pf, bt_sessions, run_id=RUN_ID))
+    ex, exe_s = _timed(lambda: run_execution(data, cfg, pf, bt_sessions, targets, run_id=RUN_ID,
+                                             start=BookState.initial(pf.initial_capital)))
+    frames, frames_s = _timed(lambda: {**rows.frames(), **ex.frames()})
+    fills = ex.records.fills
+    notional = sum(f["quantity"] * f["price"] for f in fills)
+    commission = sum(f["commission"] for f in fills)
+    return {
+        "data": data, "targets": targets, "ex": ex, "load_s": load_s, "decisions_s": dec_s,
+        "execution_s": exe_s, "frames_s": frames_s, "rows": sum(f.height for f in frames.values()),
+        "orders": len(ex.records.orders), "fills": len(fills),
+        "commission_rate": commission / notional if notional else 0.0,
+        "equity": [r["equity"] for r in ex.backtest_daily_equity],
+    }
+
+
+def profile_library(location: dict, all_sessions: list[date], bt_sessions: list[date], top: int = 25) -> None:
+    """cProfile a fresh load + decisions + execution; print the top entries."""
+    prof = cProfile.Profile()
+    prof.enable()
+    run_library(location, all_sessions, bt_sessions)
+    prof.disable()
+    for key in ("cumulative", "tottime"):
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats(key).print_stats(top)
+        text = out.getvalue()
+        print(f"\n---- cProfile of the library loop, top {top} by {key} ----")
+        print(text[text.find("   ncalls"):].rstrip())
+
+
+# ---------------------------------------------------------------- (b) Dagster (hook)
+
+
+def time_dagster_backfill(location: dict, all_sessions: list[date], bt_sessions: list[date], *,
+                          storage: str) -> float | None:
+    """HOOK (to be filled in): seconds of a Dagster single-run backfill of the backtest, or None.
+
+    ``storage`` is ``"sqlite"`` or ``"postgres"`` (the Dagster instance storage). Expected
+    to materialise the backtest assets over ``bt_sessions`` as ONE run (a single-run backfill of
+    the session partitions) against the warehouse at ``location``, and return its wall seconds.
+
+    Until then this looks for ``prometheus_assets.backtest_bench.time_backfill(storage=...,
+    location=..., start=..., end=..., history_start=...)`` and returns None (printed as "not
+    measured") when it does not exist.
+    """
+    try:
+        from prometheus_assets import backtest_bench  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    fn = getattr(backtest_bench, "time_backfill", None)
+    if fn is None:
+        return None
+    return float(fn(storage=storage, location=location, start=bt_sessions[0], end=bt_sessions[-1],
+                    history_start=all_sessions[0]))
+
+
+# ---------------------------------------------------------------- (c) vectorbt
+
+
+def _pivot(frame: pl.DataFrame, column: str, sessions: list[date], ids: list[str]) -> np.ndarray:
+    pdf = frame.select("session_date", "instrument_id", column).to_pandas()
+    wide = pdf.pivot(index="session_date", columns="instrument_id", values=column)
+    wide.index = pd.to_datetime(wide.index)
+    return wide.reindex(index=pd.to_datetime(sessions), columns=ids).to_numpy(dtype=float)
+
+
+def _cap_weights_2d(raw: np.ndarray, chosen: np.ndarray, cap: float) -> np.ndarray:
+    """Row-wise ``cap_weights`` (normalise, cap, spread the excess) over a (sessions x instruments) array."""
+    w = np.where(chosen, raw, 0.0)
+    tot = w.sum(axis=1, keepdims=True)
+    w = np.divide(w, tot, out=np.zeros_like(w), where=tot > 0)
+    capped = np.zeros_like(chosen)
+    active = tot[:, 0] > 0
+    for _ in range(chosen.shape[1] + 1):
+        over = (w > cap + 1e-15) & ~capped & active[:, None]
+        rows = over.any(axis=1)
+        if not rows.any():
+            break
+        capped |= over
+        w[capped] = cap
+        free = chosen & ~capped
+        budget = 1.0 - cap * capped.sum(axis=1)
+        ok = rows & free.any(axis=1) & (budget > 0)
+        fsum = np.where(free, w, 0.0).sum(axis=1)
+        scale = np.where(ok, budget / np.where(fsum > 0, fsum, 1.0), 1.0)
+        w = np.where(free & ok[:, None], w * scale[:, None], w)
+        active &= ~(rows & ~ok)
+    return w
+
+
+def vectorized_targets(location: dict, all_sessions: list[date], bt_sessions: list[date],
+                       ids: list[str]) -> tuple[np.ndarray, float, float]:
+    """The baseline's target weights for every backtest session, vectorised; (weights, read s, compute s)."""
+    cfg = strategy_config()
+    b = cfg.baseline
+    t0 = time.perf_counter()
+    with open_warehouse(**location, migrate=False) as wh:
+        scope = {"market_id": MARKET_ID}
+        start, end = all_sessions[0], all_sessions[-1]
+        prices = wh.read_table("prices_daily", start, end, scope, ["session_date", "instrument_id", "close", "volume"])
+        vols = wh.read_table("volatility_daily", start, end, scope, ["session_date", "instrument_id", "vol_63d"])
+        fac = wh.read_table("instrument_factors_daily", start, end, scope,
+                            ["session_date", "instrument_id", "factor_id", "exposure_z"])
+    read_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    close = _pivot(prices, "close", all_sessions, ids)
+    volume = _pivot(prices, "volume", all_sessions, ids)
+    vol63 = _pivot(vols, "vol_63d", all_sessions, ids)
+    z_mom = _pivot(fac.filter(pl.col("factor_id") == "MOM"), "exposure_z", all_sessions, ids)
+    z_vol = _pivot(fac.filter(pl.col("factor_id") == "LOWVOL"), "exposure_z", all_sessions, ids)
+    close_df = pd.DataFrame(close)
+    history = close_df.notna().rolling(b.min_history_sessions, min_periods=b.min_history_sessions).sum().to_numpy()
+    traded = pd.DataFrame(close * volume)
+    n_traded = traded.notna().rolling(b.liquidity_window, min_periods=1).sum().to_numpy()
+    sum_traded = traded.rolling(b.liquidity_window, min_periods=1).sum().to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        adv = np.where(n_traded * 2 >= b.liquidity_window, sum_traded / np.maximum(n_traded, 1), np.nan)
+    if b.momentum_weight == 0:
+        score = -b.low_vol_weight * z_vol
+    elif b.low_vol_weight == 0:
+        score = b.momentum_weight * z_mom
+    else:
+        score = b.momentum_weight * z_mom - b.low_vol_weight * z_vol
+    with np.errstate(invalid="ignore"):
+        cand = (np.isfinite(close) & (close > 0) & (np.nan_to_num(history) >= b.min_history_sessions)
+                & np.isfinite(vol63) & np.isfinite(score) & np.isfinite(adv) & (adv >= b.min_adv_value))
+    k0 = all_sessions.index(bt_sessions[0])
+    cand, score, vol63 = cand[k0:], score[k0:], vol63[k0:]
+    order = np.argsort(-np.where(cand, score, -np.inf), axis=1, kind="stable")[:, : cfg.universe_size]
+    chosen = np.zeros_like(cand)
+    np.put_along_axis(chosen, order, np.take_along_axis(cand, order, axis=1), axis=1)
+    inv = 1.0 / np.maximum(np.nan_to_num(vol63, nan=np.inf), b.volatility_floor)
+    weights = _cap_weights_2d(inv, chosen, cfg.max_position_weight)
+    return weights, read_s, time.perf_counter() - t0
+
+
+def _targets_matrix(targets: dict, bt_sessions: list[date], ids: list[str]) -> np.ndarray:
+    pos = {i: k for k, i in enumerate(ids)}
+    out = np.zeros((len(bt_sessions), len(ids)))
+    for r, s in enumerate(bt_sessions):
+        for iid, w in targets.get(s, {}).items():
+            out[r, pos[str(iid)]] = w
+    return out
+
+
+def run_vectorbt(close: pd.DataFrame, size: pd.DataFrame, init_cash: float, fees: float, slippage: float) -> dict:
+    import vectorbt as vbt
+
+    kwargs = dict(size_type="targetpercent", group_by=True, cash_sharing=True, call_seq="auto",
+                  fees=fees, slippage=slippage, init_cash=init_cash, freq="1D", engine="numba")
+    tiny_close = close.iloc[:3, :2].fillna(1.0)
+    tiny_size = pd.DataFrame(0.4, index=tiny_close.index, columns=tiny_close.columns)
+
+    def once(c, s):
+        pf = vbt.Portfolio.from_orders(c, size=s, **kwargs)
+        return pf, pf.value().to_numpy()
+
+    _, compile_s = _timed(lambda: once(tiny_close, tiny_size))
+    (pf, value), sim_s = _timed(lambda: once(close, size))
+    return {"compile_s": compile_s, "sim_s": sim_s, "value": value, "orders": int(pf.orders.count())}
+
+
+# ---------------------------------------------------------------- (d) backtrader
+
+
+def run_backtrader(prices: pl.DataFrame, ids: list[str], sessions: list[date], targets: dict,
+                   init_cash: float, fees: float, slippage: float) -> dict:
+    import backtrader as bt
+
+    index = pd.to_datetime(sessions)
+    wide = {c: _pivot(prices, c, sessions, ids) for c in ("open", "high", "low", "close", "volume")}
+    tw = {s: {str(k): v for k, v in targets.get(s, {}).items()} for s in sessions}
+
+    class TargetWeights(bt.Strategy):
+        params = (("targets", None),)
+
+        def __init__(self):
+            self.rejected = 0
+
+        def notify_order(self, order):
+            if order.status in (order.Margin, order.Rejected):
+                self.rejected += 1
+
+        def next(self):
+            w = self.p.targets.get(self.datas[0].datetime.date(0), {})
+            value = self.broker.getvalue()
+            plan = []
+            for d in self.datas:
+                pos = self.getposition(d).size
+                t = w.get(d._name, 0.0)
+                px = d.close[0]
+                if (pos == 0 and t == 0) or not (px > 0):
+                    continue
+                plan.append((t * value - pos * px, d, t))
+            plan.sort(key=lambda x: x[0])  # sells first, then buys
+            for _, d, t in plan:
+                self.order_target_percent(d, target=t)
+
+    def go():
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.broker.setcash(init_cash)
+        cerebro.broker.set_coc(True)
+        cerebro.broker.setcommission(commission=fees)
+        cerebro.broker.set_slippage_perc(slippage, slip_open=True, slip_match=True, slip_out=True)
+        for j, iid in enumerate(ids):
+            df = pd.DataFrame({c: wide[c][:, j] for c in wide}, index=index).ffill().bfill()
+            cerebro.adddata(bt.feeds.PandasData(dataname=df), name=iid)
+        cerebro.addstrategy(TargetWeights, targets=tw)
+        strat = cerebro.run(runonce=True, preload=True)[0]
+        return strat, cerebro.broker.getvalue()
+
+    (strat, final), run_s = _timed(go)
+    return {"run_s": run_s, "final": final, "rejected": strat.rejected}
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--instruments", type=int, default=500)
+    p.add_argument("--years", type=int, default=10)
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "prom_bench_backtest")
+    p.add_argument("--backtrader-years", type=float, default=1.0)
+    p.add_argument("--skip-backtrader", action="store_true")
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args()
+
+    location, all_sessions, bt_sessions = build_market(args.work, args.instruments, args.years)
+    n = len(bt_sessions)
+    print(f"backtest: {STRATEGY_ID} (universe {UNIVERSE_SIZE}), {args.instruments} instruments, "
+          f"{n} sessions {bt_sessions[0]}..{bt_sessions[-1]} (+{len(all_sessions) - n} warm-up), daily rebalance\n")
+
+    # (a) ours
+    ours = run_library(location, all_sessions, bt_sessions)
+    ours_s = ours["load_s"] + ours["decisions_s"] + ours["execution_s"]
+    ids = list(ours["data"].index.ids)
+    cfg = strategy_config()
+    init_cash = cfg.portfolios[0].initial_capital
+    slip = cfg.execution.slippage.bps / 1e4 if cfg.execution.slippage.model != "none" else 0.0
+    fees = ours["commission_rate"]
+
+    # (b) dagster (hook)
+    dagster = {s: time_dagster_backfill(location, all_sessions, bt_sessions, storage=s) for s in ("sqlite", "postgres")}
+
+    # (c) vectorbt: same targets (ours), and the same targets computed vectorised
+    ours_w = _targets_matrix(ours["targets"], bt_sessions, ids)
+    vec_w, vec_read_s, vec_compute_s = vectorized_targets(location, all_sessions, bt_sessions, ids)
+    agree = np.abs(vec_w - ours_w).max(axis=1) < 1e-9
+    with open_warehouse(**location, migrate=False) as wh:
+        prices = wh.read_table("prices_daily", all_sessions[0], all_sessions[-1], {"market_id": MARKET_ID})
+    close = pd.DataFrame(_pivot(prices, "close", bt_sessions, ids), index=pd.to_datetime(bt_sessions), columns=ids)
+    size = pd.DataFrame(np.where(np.isfinite(close.to_numpy()), ours_w, np.nan), index=close.index, columns=ids)
+    vbt = run_vectorbt(close, size, init_cash, fees, slip)
+    vbt_total = vec_read_s + vec_compute_s + vbt["sim_s"]
+
+    # (d) backtrader on a subset, extrapolated
+    btr = None
+    if not args.skip_backtrader:
+        m = min(n, max(1, round(252 * args.backtrader_years)))
+        btr = run_backtrader(prices, ids, bt_sessions[:m], ours["targets"], init_cash, fees, slip)
+        btr.update(sessions=m, extrap_s=btr["run_s"] * n / m)
+
+    # ---- report
+    def line(name, secs, note="", vs_vbt=True, vs_bt=True):
+        if secs is None:
+            print(f"{name:<50}{'not measured':>10}{'':>12}{'':>11}{'':>12}  {note}")
+            return
+        r_vbt = f"{secs / vbt_total:.2f}x" if vs_vbt else ""
+        r_bt = f"{btr['extrap_s'] / secs:.1f}x" if (btr and vs_bt) else ""
+        print(f"{name:<50}{secs:>10.2f}{n / secs:>12,.0f}{r_vbt:>11}{r_bt:>12}  {note}")
+
+    print(f"{'':<50}{'seconds':>10}{'sessions/s':>12}{'vs vbt':>11}{'bt/this':>12}")
+    line("ours: BacktestData.load", ours["load_s"], vs_vbt=False, vs_bt=False)
+    line("ours: run_decisions", ours["decisions_s"], vs_vbt=False, vs_bt=False)
+    line("ours: run_execution", ours["execution_s"], f"{ours['orders']:,} orders, {ours['fills']:,} fills",
+         vs_vbt=False)
+    line("ours: library loop (load+decisions+execution)", ours_s)
+    print(f"{'  (rows -> typed frames, not in the loop)':<50}{ours['frames_s']:>10.2f}{'':>12}{'':>11}{'':>12}  "
+          f"{ours['rows']:,} rows")
+    for s, secs in dagster.items():
+        line(f"dagster: single-run backfill, {s} storage", secs,
+             "hook time_dagster_backfill(); prometheus_assets.backtest_bench not present" if secs is None else "")
+    line("vectorbt: read panel tables", vec_read_s, vs_vbt=False, vs_bt=False)
+    line("vectorbt: targets, vectorised pandas/numpy", vec_compute_s,
+         f"same as ours at {agree.sum():,}/{n:,} sessions (max |dw| {np.abs(vec_w - ours_w).max():.1e})",
+         vs_vbt=False, vs_bt=False)
+    line("vectorbt: from_orders + value (our targets)", vbt["sim_s"], f"{vbt['orders']:,} orders; engine numba",
+         vs_vbt=False)
+    print(f"{'  (numba compile/cache load, warm-up)':<50}{vbt['compile_s']:>10.2f}{'':>12}{'':>11}{'':>12}  "
+          "excluded from the vectorbt rows")
+    line("vectorbt: total (read+targets+simulation)", vbt_total)
+    if btr:
+        print(f"{'backtrader: run, measured':<50}{btr['run_s']:>10.2f}{btr['sessions'] / btr['run_s']:>12,.1f}"
+              f"{'':>11}{'':>12}  {btr['sessions']} sessions, {btr['rejected']} orders rejected")
+        line(f"backtrader: EXTRAPOLATED x{n / btr['sessions']:.2f} to {n} sessions", btr["extrap_s"],
+             "linear extrapolation, not measured", vs_bt=False)
+    else:
+        print("backtrader: skipped")
+
+    k = btr["sessions"] - 1 if btr else None
+    print(f"\nfinal equity: ours {ours['equity'][-1]:,.0f}  vectorbt {vbt['value'][-1]:,.0f}"
+          + (f"   after {btr['sessions']} sessions: ours {ours['equity'][k]:,.0f}  vectorbt {vbt['value'][k]:,.0f}  "
+             f"backtrader {btr['final']:,.0f}" if btr else ""))
+    print(f"(vectorbt/backtrader fees {fees * 1e4:.2f} bps = our realised commission rate; slippage {slip * 1e4:.1f} bps; "
+          f"no volume cap, lots or minimum trade in the peers)")
+
+    ratio = ours_s / vbt_total
+    print(f"\ngoal: library loop within 2x of vectorbt        {ours_s:.2f} s vs {vbt_total:.2f} s = {ratio:.2f}x  "
+          f"{'PASS' if ratio <= 2 else 'MISS'}")
+    print(f"      (engine only: run_execution {ours['execution_s']:.2f} s vs from_orders {vbt['sim_s']:.2f} s = "
+          f"{ours['execution_s'] / vbt['sim_s']:.1f}x)")
+    if btr:
+        speed = btr["extrap_s"] / ours_s
+        print(f"goal: >= 20x faster than backtrader (extrapolated) {btr['extrap_s']:.1f} s / {ours_s:.2f} s = {speed:.1f}x  "
+              f"{'PASS' if speed >= 20 else 'MISS'}")
+        print(f"      (engine only: backtrader / run_execution = {btr['extrap_s'] / ours['execution_s']:.1f}x)")
+    else:
+        print("goal: >= 20x faster than backtrader            not measured (--skip-backtrader)")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB; "
+          f"finished {datetime.now():%H:%M:%S}")
+
+    if args.profile:
+        profile_library(location, all_sessions, bt_sessions)
+
+
+if __name__ == "__main__":
+    main()
