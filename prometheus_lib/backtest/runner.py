@@ -41,13 +41,21 @@ from prometheus_lib.execution.market import InstrumentIndex, MarketSnapshot
 from prometheus_lib.execution.planner import OrderPlanner
 from prometheus_lib.execution.time_machine import TimeMachine
 from prometheus_lib.storage.catalog import get_table
-from prometheus_lib.strategies.baseline import ENGINE_NAME, BaselineStrategy, risk_json
+from prometheus_lib.strategies.baseline import ENGINE_NAME, BaselineStrategy, reasons_of, risk_json
 
 if TYPE_CHECKING:
     from prometheus_lib.storage.warehouse import Warehouse
 
 MODE = "BACKTEST"
 PANEL_TABLES = ("prices_daily", "returns_daily", "volatility_daily", "instrument_factors_daily", "factors_daily")
+# Only the columns a backtest reads (instrument_factors_daily alone is 5 M rows at 500 x 10 y).
+PANEL_COLUMNS = {
+    "prices_daily": ("instrument_id", "session_date", "open", "high", "low", "close", "volume"),
+    "returns_daily": ("instrument_id", "session_date", "return_simple"),
+    "volatility_daily": ("instrument_id", "session_date", "vol_21d", "vol_63d"),
+    "instrument_factors_daily": ("instrument_id", "session_date", "factor_id", "beta", "exposure_z"),
+    "factors_daily": ("factor_id", "session_date", "factor_return"),
+}
 
 
 @dataclass
@@ -90,8 +98,8 @@ class BacktestData:
         """Read the panel tables of ``market_id`` for ``sessions`` (history included) from ``warehouse``."""
         start, end = sessions[0], sessions[-1]
         frames = {
-            name: warehouse.read_table(name, start=start, end=end, scope={"market_id": market_id})
-            for name in PANEL_TABLES
+            name: warehouse.read_table(name, start=start, end=end, scope={"market_id": market_id}, columns=cols)
+            for name, cols in PANEL_COLUMNS.items()
         }
         if frames["prices_daily"].is_empty():
             raise DataValidationError(
@@ -117,11 +125,21 @@ class BacktestData:
 
 @dataclass
 class DecisionRows:
-    """Rows of the strategy tables over a range."""
+    """Rows of the strategy tables over a range.
 
-    instrument_scores: list[dict] = field(default_factory=list)
+    The two per-instrument tables (instrument_scores, universe_members: one row per instrument
+    per session) are kept as per-session arrays and become frames in one go; the others are
+    one or a few rows per session.
+    """
+
+    ids: tuple[str, ...] = ()
+    strategy_id: str = ""
+    market_id: str = ""
+    run_id: str = ""
+    config_hash: str = ""
+    horizon: int = 1
+    per_session: list[tuple] = field(default_factory=list)
     universes: list[dict] = field(default_factory=list)
-    universe_members: list[dict] = field(default_factory=list)
     target_portfolios: list[dict] = field(default_factory=list)
     portfolio_risk_reports: list[dict] = field(default_factory=list)
     engine_decisions: list[dict] = field(default_factory=list)
@@ -129,7 +147,64 @@ class DecisionRows:
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """Return a frame per table, typed by the catalogue."""
-        return {name: _frame(name, getattr(self, name)) for name in self.__dataclass_fields__}
+        out = {"instrument_scores": self._scores(), "universe_members": self._members()}
+        for name in ("universes", "target_portfolios", "portfolio_risk_reports", "engine_decisions", "decision_outcomes"):
+            out[name] = _frame(name, getattr(self, name))
+        return {name: out[name] for name in DECISION_TABLE_ORDER}
+
+    def _stacked(self) -> pl.DataFrame:
+        n = len(self.ids)
+        if not self.per_session:
+            return pl.DataFrame()
+        sessions, scores, z_mom, z_vol, included, candidates, masks, labels = zip(*self.per_session)
+        label_of = {}
+        for session_labels, session_masks in zip(labels, masks):
+            for m in np.unique(session_masks):
+                label_of.setdefault((session_labels, int(m)), json.dumps(reasons_of(int(m), session_labels)) if m else None)
+        reasons = [label_of[(lab, int(m))] for lab, ms in zip(labels, masks) for m in ms]
+        return pl.DataFrame({
+            "instrument_id": pl.Series(np.tile(np.array(self.ids, dtype=object), len(sessions)), dtype=pl.String),
+            "session_date": pl.Series(np.repeat(np.array(sessions, dtype="datetime64[D]"), n)).cast(pl.Date),
+            "score": np.concatenate(scores),
+            "z_mom": np.concatenate(z_mom),
+            "z_lowvol": np.concatenate(z_vol),
+            "included": np.concatenate(included),
+            "candidate": np.concatenate(candidates),
+            "reasons_json": pl.Series(reasons, dtype=pl.String),
+        }).with_columns(pl.col("score", "z_mom", "z_lowvol").fill_nan(None))
+
+    def _scores(self) -> pl.DataFrame:
+        t = get_table("instrument_scores")
+        s = self._stacked()
+        if s.is_empty():
+            return pl.DataFrame(schema=t.polars_schema)
+        s = s.filter(pl.col("score").is_not_null())
+        frame = s.select(
+            pl.lit(self.strategy_id).alias("strategy_id"), "instrument_id", "session_date",
+            pl.lit(self.horizon).alias("horizon_sessions"), pl.lit(self.market_id).alias("market_id"),
+            pl.lit(None, pl.Float64).alias("expected_return"), "score", pl.lit(None, pl.Float64).alias("confidence"),
+            pl.when(pl.col("included")).then(pl.lit("LONG"))
+            .when(pl.col("candidate")).then(pl.lit("CANDIDATE")).otherwise(pl.lit("EXCLUDED")).alias("signal_label"),
+            pl.struct("z_mom", "z_lowvol").struct.json_encode().alias("components_json"),
+            pl.lit(self.config_hash).alias("config_hash"), pl.lit(self.run_id).alias("run_id"),
+        )
+        return frame.select([pl.col(c).cast(d) for c, d in t.polars_schema.items()])
+
+    def _members(self) -> pl.DataFrame:
+        t = get_table("universe_members")
+        s = self._stacked()
+        if s.is_empty():
+            return pl.DataFrame(schema=t.polars_schema)
+        frame = s.select(
+            pl.lit(self.strategy_id).alias("strategy_id"), "session_date", "instrument_id", "included", "score",
+            pl.when(pl.col("included")).then(pl.lit("CORE")).otherwise(pl.lit(None, pl.String)).alias("tier"),
+            "reasons_json", pl.lit(self.run_id).alias("run_id"),
+        )
+        return frame.select([pl.col(c).cast(d) for c, d in t.polars_schema.items()])
+
+
+DECISION_TABLE_ORDER = ("instrument_scores", "universes", "universe_members", "target_portfolios",
+                        "portfolio_risk_reports", "engine_decisions", "decision_outcomes")
 
 
 def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
@@ -154,37 +229,24 @@ def run_decisions(
     """Run the strategy at every session of ``sessions``; return its rows and target weights."""
     cfg = strategy.config
     chash = strategy.config_hash
-    rows = DecisionRows()
+    ids = data.index.ids
+    rows = DecisionRows(ids=ids, strategy_id=cfg.strategy_id, market_id=cfg.market_id, run_id=run_id,
+                        config_hash=chash, horizon=cfg.rebalance_every_sessions)
     targets: dict[date, dict[InstrumentId, float]] = {}
     created = _now()
-    ids = data.index.ids
+    instrument_ids = [InstrumentId(i) for i in ids]
     for session in sessions:
         data.tm.advance_to(session)
         d = strategy.decide(data.tm)
-        scores, z_mom, z_vol = d.scores, d.components["z_mom"], d.components["z_lowvol"]
-        for k in np.flatnonzero(np.isfinite(scores)):
-            rows.instrument_scores.append({
-                "strategy_id": cfg.strategy_id, "instrument_id": ids[k], "session_date": session,
-                "horizon_sessions": cfg.rebalance_every_sessions, "market_id": cfg.market_id,
-                "expected_return": None, "score": float(scores[k]), "confidence": None,
-                "signal_label": "LONG" if d.included[k] else ("CANDIDATE" if d.candidates[k] else "EXCLUDED"),
-                "components_json": json.dumps({"z_mom": _num(z_mom[k]), "z_lowvol": _num(z_vol[k])}),
-                "config_hash": chash, "run_id": run_id,
-            })
+        rows.per_session.append((session, d.scores, d.components["z_mom"], d.components["z_lowvol"],
+                                 d.included, d.candidates, d.reason_mask, d.reason_labels))
         rows.universes.append({
             "strategy_id": cfg.strategy_id, "session_date": session, "market_id": cfg.market_id,
             "universe_size": int(d.included.sum()), "config_hash": chash,
             "metadata": json.dumps({"candidates": int(d.candidates.sum()), "instruments": len(ids)}),
             "run_id": run_id,
         })
-        for k, iid in enumerate(ids):
-            rows.universe_members.append({
-                "strategy_id": cfg.strategy_id, "session_date": session, "instrument_id": iid,
-                "included": bool(d.included[k]), "score": _num(scores[k]),
-                "tier": "CORE" if d.included[k] else None,
-                "reasons_json": json.dumps(d.reasons[k]) if d.reasons[k] else None, "run_id": run_id,
-            })
-        weights = {InstrumentId(ids[k]): float(d.weights[k]) for k in np.flatnonzero(d.weights)}
+        weights = {instrument_ids[k]: float(d.weights[k]) for k in np.flatnonzero(d.weights)}
         targets[session] = weights
         for k in np.flatnonzero(d.weights):
             rows.target_portfolios.append({
@@ -376,8 +438,10 @@ def load_book_state(warehouse: Warehouse, *, run_id: str, portfolio: PortfolioCo
     Reads ``backtest_daily_equity`` (cash, peak, month-to-date shares, open orders) and
     ``positions_snapshots`` of that session.
     """
+    # The JSON is cast to text: PostgreSQL's driver would hand it over already decoded.
     eq = warehouse.query(
-        "SELECT session_date, equity, cash, exposure_metrics_json FROM runtime.backtest_daily_equity "
+        "SELECT session_date, equity, cash, CAST(exposure_metrics_json AS VARCHAR) AS exposure_metrics_json "
+        "FROM runtime.backtest_daily_equity "
         f"WHERE run_id = {warehouse.placeholder} AND session_date < {warehouse.placeholder} "
         "ORDER BY session_date DESC LIMIT 1",
         [run_id, before],

@@ -98,7 +98,11 @@ def apply_execution_plan(
         broker.mark(market)
     account = broker.account_state()
     positions = broker.positions()
-    prices = {InstrumentId(i): float(p) for i, p in zip(market.index.ids, market.close) if math.isfinite(p) and p > 0}
+    prices = {}
+    for iid in (*positions, *target_weights):  # only what the plan can touch, not the whole market
+        px = market.price(str(iid))
+        if math.isfinite(px) and px > 0:
+            prices[iid] = px
     prefix = f"{run_id}:{portfolio}:{session.isoformat()}:O"
     plan = planner.plan(
         portfolio_id=broker.portfolio_id,

@@ -78,6 +78,9 @@ class _Identifier:
     def __str__(self) -> str:
         return self.value
 
+    def __hash__(self) -> int:  # the generated one hashes a 1-tuple; ids are hashed millions of times
+        return hash(self.value)
+
 
 class InstrumentId(_Identifier):
     """An instrument's identifier, e.g. ``InstrumentId("US_EQ:AAPL")``."""

@@ -192,6 +192,9 @@ class MarketSimulator:
         self._slippage = build_slippage_model(config.slippage)
         self._commission = build_commission_model(config.commission)
         self._field = "close" if config.fill_at == "close" else "open"
+        # account_state() is asked for several times a session; it is recomputed only after a
+        # fill or a mark changed cash, positions or prices.
+        self._account: AccountState | None = None
 
     # ------------------------------------------------------------ the book
 
@@ -260,6 +263,7 @@ class MarketSimulator:
                 if math.isfinite(close) and close > 0:
                     self._last_price[instrument_id] = close
         self._as_of = market.session_date
+        self._account = None
         return self.account_state()
 
     def account_state(self) -> AccountState:
@@ -274,14 +278,17 @@ class MarketSimulator:
             raise ExecutionError(
                 f"portfolio {self.portfolio_id}: no session marked yet; mark a snapshot or pass as_of"
             )
-        quantities = np.array([p.quantity for p in self._positions.values()], dtype=float)
-        costs = np.array([p.average_cost for p in self._positions.values()], dtype=float)
-        prices = np.array([self._value_price(i, p) for i, p in self._positions.items()], dtype=float)
+        if self._account is not None and self._account.session_date == self._as_of:
+            return self._account
+        held = [(i, p) for i, p in self._positions.items() if p.quantity != 0.0]
+        quantities = np.array([p.quantity for _, p in held], dtype=float)
+        costs = np.array([p.average_cost for _, p in held], dtype=float)
+        prices = np.array([self._value_price(i, p) for i, p in held], dtype=float)
         # math.fsum is exactly rounded, so the totals do not depend on the order positions were
         # opened in: a book resumed from the warehouse values to the same bits as the original.
         realized = math.fsum(p.realized_pnl for p in self._positions.values())
         values = quantities * prices
-        return AccountState(
+        self._account = AccountState(
             portfolio_id=self.portfolio_id,
             session_date=self._as_of,
             cash=self._cash,
@@ -291,6 +298,7 @@ class MarketSimulator:
             unrealized_pnl=math.fsum(quantities * (prices - costs)),
             currency=self.currency,
         )
+        return self._account
 
     def _value_price(self, instrument_id: InstrumentId, position: Position) -> float:
         return self._last_price.get(instrument_id, position.average_cost)
@@ -523,6 +531,7 @@ class MarketSimulator:
         after = before.apply_fill(fill.signed_quantity, fill.price)
         self._positions[fill.instrument_id] = after
         self._cash += fill.cash_flow
+        self._account = None
         self._commission_paid += fill.commission
         self._month_shares += fill.quantity
         self._fill_counts[fill.order_id] = self._fill_counts.get(fill.order_id, 0) + 1

@@ -59,6 +59,8 @@ class TimeMachine:
         self._position = {s: i for i, s in enumerate(self._sessions)}
         self._tables: dict[str, _Table] = {}
         self._matrices: dict[tuple[str, str, int, str], tuple[InstrumentIndex, np.ndarray]] = {}
+        self._cell_cache: dict[tuple, tuple[InstrumentIndex, tuple]] = {}
+        self._grid = np.array(self._sessions, dtype="datetime64[D]")
         self._k = 0
         if current is not None:
             self.advance_to(current)
@@ -104,11 +106,14 @@ class TimeMachine:
         """Make ``frame`` readable as table ``name``, cut by ``date_column``."""
         if date_column not in frame.columns:
             raise KeyError(f"table {name!r} has no date column {date_column!r}; columns: {frame.columns}")
-        frame = frame.sort(date_column)
+        if not frame[date_column].is_sorted():
+            frame = frame.sort(date_column, maintain_order=True)
         dates = frame[date_column].to_numpy().astype("datetime64[D]")
         self._tables[name] = _Table(frame, date_column, dates)
         for key in [k for k in self._matrices if k[0] == name]:
             del self._matrices[key]
+        for key in [k for k in self._cell_cache if k[0] == name]:
+            del self._cell_cache[key]
 
     def load(
         self,
@@ -193,22 +198,37 @@ class TimeMachine:
         cached = self._matrices.get(key)
         if cached is not None and cached[0] is index:
             return cached[1]
-        t = self._table(name)
-        frame = t.frame
-        if filter_column is not None:
-            frame = frame.filter(pl.col(filter_column) == filter_value)
+        frame, rows, cols = self._cells(name, index, instrument_column, filter_column, filter_value)
         out = np.full((len(self._sessions), len(index)), np.nan)
-        if frame.height:
-            rows = np.array(
-                [self._position.get(d, -1) for d in frame[t.date_column].to_list()], dtype=np.int64
-            )
-            cols = np.array([index.positions.get(i, -1) for i in frame[instrument_column].to_list()], dtype=np.int64)
-            vals = frame[column].cast(pl.Float64).to_numpy()
-            ok = (rows >= 0) & (cols >= 0)
-            out[rows[ok], cols[ok]] = vals[ok]
+        out[rows, cols] = frame[column].cast(pl.Float64).to_numpy()
         out.setflags(write=False)
         self._matrices[key] = (index, out)
         return out
+
+    def _cells(self, name, index, instrument_column, filter_column, filter_value):
+        """(rows of ``name`` that land in the grid, their session rows, their instrument columns), cached."""
+        key = (name, id(index), instrument_column, filter_column, filter_value)
+        cached = self._cell_cache.get(key)
+        if cached is not None and cached[0] is index:
+            return cached[1]
+        t = self._table(name)
+        frame, dates = t.frame, t.dates
+        if filter_column is not None:
+            mask = (frame[filter_column] == filter_value).fill_null(False).to_numpy()
+            frame, dates = frame.filter(pl.Series(mask)), dates[mask]
+        grid = self._grid
+        rows = np.searchsorted(grid, dates)
+        inside = rows < len(grid)
+        rows = np.where(inside & (grid[np.minimum(rows, len(grid) - 1)] == dates), rows, -1)
+        cols = (
+            frame[instrument_column]
+            .replace_strict(dict(index.positions), default=-1, return_dtype=pl.Int64)
+            .to_numpy()
+        )
+        ok = (rows >= 0) & (cols >= 0)
+        value = (frame.filter(pl.Series(ok)), rows[ok], cols[ok])
+        self._cell_cache[key] = (index, value)
+        return value
 
 
 def sessions_between(sessions: Sequence[date], start: date, end: date) -> list[date]:

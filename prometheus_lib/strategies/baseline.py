@@ -52,10 +52,21 @@ class StrategyDecision:
     candidates: np.ndarray  # bool per instrument: passed every filter
     scores: np.ndarray  # per instrument, NaN when not scoreable
     components: dict[str, np.ndarray]  # z_mom, z_lowvol, adv, vol_63d
-    reasons: list[list[str]]  # why each instrument is out (empty when in)
+    reason_mask: np.ndarray  # int per instrument: bit k set when reason_labels[k] excludes it
+    reason_labels: tuple[str, ...]
     included: np.ndarray  # bool per instrument
     weights: np.ndarray  # target weight per instrument (0 when out)
     risk: dict[str, object]
+
+    @property
+    def reasons(self) -> list[list[str]]:
+        """Why each instrument is out of the universe (empty when in)."""
+        return [reasons_of(int(m), self.reason_labels) for m in self.reason_mask]
+
+
+def reasons_of(mask: int, labels: tuple[str, ...]) -> list[str]:
+    """The reason texts whose bits are set in ``mask``."""
+    return [label for k, label in enumerate(labels) if mask >> k & 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,19 +185,17 @@ class BaselineStrategy:
             (np.isfinite(adv) & (adv >= b.min_adv_value), f"average daily value below {b.min_adv_value:,.0f}"),
         )
         candidates = np.ones(len(idx), dtype=bool)
-        for ok, _ in checks:
+        mask = np.zeros(len(idx), dtype=np.int64)
+        for bit, (ok, _) in enumerate(checks):
             candidates &= ok
-        reasons: list[list[str]] = [[] for _ in range(len(idx))]
-        for ok, why in checks:
-            for k in np.flatnonzero(~ok):
-                reasons[k].append(why)
+            mask |= (~ok).astype(np.int64) << bit
+        labels = (*(why for _, why in checks), f"ranked below the top {self.config.universe_size}")
 
         order = np.lexsort((np.arange(len(idx)), -np.where(candidates, score, -np.inf)))
         chosen = [k for k in order[: self.config.universe_size] if candidates[k]]
         included = np.zeros(len(idx), dtype=bool)
         included[chosen] = True
-        for k in np.flatnonzero(candidates & ~included):
-            reasons[k].append(f"ranked below the top {self.config.universe_size}")
+        mask |= (candidates & ~included).astype(np.int64) << (len(labels) - 1)
 
         weights = np.zeros(len(idx))
         if chosen:
@@ -201,7 +210,8 @@ class BaselineStrategy:
             candidates=candidates,
             scores=score,
             components={"z_mom": z_mom, "z_lowvol": z_vol, "adv": adv, "vol_63d": vol63},
-            reasons=reasons,
+            reason_mask=mask,
+            reason_labels=labels,
             included=included,
             weights=weights,
             risk=risk,
