@@ -59,6 +59,7 @@ from prometheus_lib.storage.dbt import dbt_target_env, panel_env, run_dbt  # noq
 from prometheus_lib.storage.factory import open_warehouse  # noqa: E402
 from prometheus_lib.strategies.baseline import BaselineStrategy  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 STRATEGY_ID = "US_CORE_LONG_EQ"
 UNIVERSE_SIZE = 50
 LAST_SESSION = date(2023, 12, 29)
@@ -154,26 +155,80 @@ def profile_library(location: dict, all_sessions: list[date], bt_sessions: list[
 
 
 def time_dagster_backfill(location: dict, all_sessions: list[date], bt_sessions: list[date], *,
-                          storage: str) -> float | None:
-    """HOOK (to be filled in): seconds of a Dagster single-run backfill of the backtest, or None.
+                          storage: str) -> dict | None:
+    """Run the backtest job over ``bt_sessions`` as ONE Dagster run (a single-run backfill of the
+    session partitions) on a fresh instance with ``storage`` ("sqlite": the embedded default, or
+    "postgres": dagster-postgres on the local server), against a copy of the warehouse.
 
-    ``storage`` is ``"sqlite"`` or ``"postgres"`` (the Dagster instance storage). Expected
-    to materialise the backtest assets over ``bt_sessions`` as ONE run (a single-run backfill of
-    the session partitions) against the warehouse at ``location``, and return its wall seconds.
-
-    Until then this looks for ``prometheus_assets.backtest_bench.time_backfill(storage=...,
-    location=..., start=..., end=..., history_start=...)`` and returns None (printed as "not
-    measured") when it does not exist.
+    Returns wall seconds, the seconds spent inside the two asset bodies (their
+    ``compute_seconds`` metadata: load, engine, warehouse writes) and the rest, Dagster's own
+    bookkeeping (run creation, planned events, one materialisation per asset per session).
     """
+    import os
+    import uuid
+
+    import dagster as dg
+    import psycopg
+    import yaml
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from prometheus_assets.assets.strategy import RUN_ID_TAG
+    from prometheus_assets.cli import configure_event_bookkeeping
+    from prometheus_assets.definitions import backtest_job_name, build_definitions
+    from prometheus_assets.resources import WarehouseResource
+
+    configure_event_bookkeeping()
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench_dagster_{storage}_"))
+    db_name = None
     try:
-        from prometheus_assets import backtest_bench  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(backtest_bench, "time_backfill", None)
-    if fn is None:
-        return None
-    return float(fn(storage=storage, location=location, start=bt_sessions[0], end=bt_sessions[-1],
-                    history_start=all_sessions[0]))
+        wh_path = tmp / "warehouse.duckdb"
+        shutil.copy(location["duckdb_path"], wh_path)
+        configs = tmp / "configs"
+        shutil.copytree(ROOT / "configs", configs)
+        doc = yaml.safe_load((configs / "strategies.yaml").read_text())
+        doc["strategies"][0]["universe_size"] = UNIVERSE_SIZE
+        (configs / "strategies.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        markets = yaml.safe_load((configs / "markets.yaml").read_text())
+        for m in markets["markets"]:
+            m["history_start"] = min(date.fromisoformat(str(m.get("history_start", "2015-01-02"))), all_sessions[0]).isoformat()
+        (configs / "markets.yaml").write_text(yaml.safe_dump(markets, sort_keys=False))
+        home = tmp / "dagster"
+        home.mkdir()
+        settings: dict = {"telemetry": {"enabled": False}}
+        if storage == "postgres":
+            db_name = f"prom_bench_dagster_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as con:
+                con.execute(f'CREATE DATABASE "{db_name}"')
+            settings["storage"] = {"postgres": {"postgres_db": {
+                "hostname": "127.0.0.1", "port": 5432, "username": "postgres", "password": "",
+                "db_name": db_name, "scheme": "postgresql+psycopg2"}}}
+        (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+        os.environ["DAGSTER_HOME"] = str(home)
+        defs = build_definitions(str(configs), WarehouseResource(backend="duckdb", duckdb_path=str(wh_path)))
+        job = defs.resolve_job_def(backtest_job_name(STRATEGY_ID))
+        with dg.DagsterInstance.get() as instance:
+            t0 = time.perf_counter()
+            result = job.execute_in_process(
+                instance=instance, raise_on_error=True,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                tags={ASSET_PARTITION_RANGE_START_TAG: bt_sessions[0].isoformat(),
+                      ASSET_PARTITION_RANGE_END_TAG: bt_sessions[-1].isoformat(), RUN_ID_TAG: "bench"},
+            )
+            wall = time.perf_counter() - t0
+            mats = result.get_asset_materialization_events()
+            compute: dict[str, float] = {}
+            for m in mats:
+                meta = m.event_specific_data.materialization.metadata
+                compute[m.asset_key.to_user_string()] = float(meta["compute_seconds"].value)
+        inside = sum(compute.values())
+        return {"wall_s": wall, "compute_s": inside, "bookkeeping_s": wall - inside,
+                "materialisations": len(mats), "per_session_asset_ms": (wall - inside) / max(len(mats), 1) * 1e3}
+    finally:
+        os.environ.pop("DAGSTER_HOME", None)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if db_name:
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as con:
+                con.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
 
 # ---------------------------------------------------------------- (c) vectorbt
@@ -346,6 +401,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "prom_bench_backtest")
     p.add_argument("--backtrader-years", type=float, default=1.0)
     p.add_argument("--skip-backtrader", action="store_true")
+    p.add_argument("--skip-dagster", action="store_true")
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
 
@@ -364,7 +420,9 @@ def main() -> None:
     fees = ours["commission_rate"]
 
     # (b) dagster (hook)
-    dagster = {s: time_dagster_backfill(location, all_sessions, bt_sessions, storage=s) for s in ("sqlite", "postgres")}
+    dagster = {} if args.skip_dagster else {
+        s: time_dagster_backfill(location, all_sessions, bt_sessions, storage=s) for s in ("sqlite", "postgres")
+    }
 
     # (c) vectorbt: same targets (ours), and the same targets computed vectorised
     ours_w = _targets_matrix(ours["targets"], bt_sessions, ids)
@@ -401,9 +459,11 @@ def main() -> None:
     line("ours: library loop (load+decisions+execution)", ours_s)
     print(f"{'  (rows -> typed frames, not in the loop)':<50}{ours['frames_s']:>10.2f}{'':>12}{'':>11}{'':>12}  "
           f"{ours['rows']:,} rows")
-    for s, secs in dagster.items():
-        line(f"dagster: single-run backfill, {s} storage", secs,
-             "hook time_dagster_backfill(); prometheus_assets.backtest_bench not present" if secs is None else "")
+    for s, d in dagster.items():
+        line(f"dagster: one-run backfill, {s} storage", d["wall_s"],
+             f"{d['materialisations']:,} materialisations; asset bodies {d['compute_s']:.1f} s "
+             f"(load, engine, warehouse writes); bookkeeping {d['bookkeeping_s']:.1f} s = "
+             f"{d['per_session_asset_ms']:.1f} ms per session-asset", vs_vbt=False)
     line("vectorbt: read panel tables", vec_read_s, vs_vbt=False, vs_bt=False)
     line("vectorbt: targets, vectorised pandas/numpy", vec_compute_s,
          f"same as ours at {agree.sum():,}/{n:,} sessions (max |dw| {np.abs(vec_w - ours_w).max():.1e})",

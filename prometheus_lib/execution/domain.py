@@ -317,8 +317,10 @@ class Order:
         filled = self.quantity if done else filled
         prev_value = self.filled_quantity * (self.average_fill_price or 0.0)
         average = (prev_value + qty * px) / (self.filled_quantity + qty)
-        moved = self.transition(OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED)
-        return replace(moved, filled_quantity=filled, average_fill_price=average)
+        status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+        if status not in ALLOWED_TRANSITIONS[self.status]:
+            self.transition(status)  # raises IllegalOrderTransition with the message
+        return replace(self, status=status, filled_quantity=filled, average_fill_price=average)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ sessions of that run; runs with different ids coexist.
 """
 
 import json
+import time
 from datetime import date, datetime, timezone
 
 import dagster as dg
@@ -108,6 +109,7 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
     )
     def decisions(context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         """Strategy decisions per session: scores, universe, targets, risk, engine decisions and outcomes."""
+        t0 = time.perf_counter()
         sessions = keys_to_sessions(context.partition_keys)
         start, end = sessions[0], sessions[-1]
         run_id = run_id_of(context, strategy)
@@ -128,6 +130,7 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
         return dg.MaterializeResult(metadata={
             "run_id": run_id, "sessions": len(sessions), "first_session": str(start), "last_session": str(end),
             "mean_holdings": float(np.mean(held)) if held else 0.0, "config_hash": strategy.config_hash(),
+            "compute_seconds": round(time.perf_counter() - t0, 3),
             **{f"rows/{t}": n for t, n in written.items()},
         })
 
@@ -140,6 +143,7 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
     )
     def book(context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         """The book executed per session: orders, fills, positions, equity; backtest_runs with metrics."""
+        t0 = time.perf_counter()
         sessions = keys_to_sessions(context.partition_keys)
         start, end = sessions[0], sessions[-1]
         run_id = run_id_of(context, strategy)
@@ -174,6 +178,7 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
             "final_equity": float(eq[-1]["equity"]) if eq else None,
             "cumulative_return_run": metrics.get("cumulative_return"), "sharpe_run": metrics.get("sharpe_ratio"),
             "max_drawdown_run": metrics.get("max_drawdown"),
+            "compute_seconds": round(time.perf_counter() - t0, 3),
             **{f"rows/{t}": n for t, n in written.items()},
         })
 
