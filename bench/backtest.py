@@ -157,7 +157,9 @@ def profile_library(location: dict, all_sessions: list[date], bt_sessions: list[
 def time_dagster_backfill(location: dict, all_sessions: list[date], bt_sessions: list[date], *,
                           storage: str) -> dict | None:
     """Run the backtest job over ``bt_sessions`` as ONE Dagster run (a single-run backfill of the
-    session partitions) on a fresh instance with ``storage`` ("sqlite": the embedded default, or
+    session partitions) on a fresh instance with ``storage`` ("sqlite": the embedded default as
+    ``prometheus`` writes it, with PrometheusSqliteEventLogStorage; "sqlite-dagster-default": Dagster's
+    own SQLite storage, for comparison; or
     "postgres": dagster-postgres on the local server), against a copy of the warehouse.
 
     Returns wall seconds, the seconds spent inside the two asset bodies (their
@@ -195,6 +197,10 @@ def time_dagster_backfill(location: dict, all_sessions: list[date], bt_sessions:
         home = tmp / "dagster"
         home.mkdir()
         settings: dict = {"telemetry": {"enabled": False}}
+        if storage == "sqlite":
+            from prometheus_assets.storage import sqlite_storage_settings
+
+            settings.update(sqlite_storage_settings(str(home)))
         if storage == "postgres":
             db_name = f"prom_bench_dagster_{uuid.uuid4().hex[:8]}"
             with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as con:
@@ -421,7 +427,8 @@ def main() -> None:
 
     # (b) dagster (hook)
     dagster = {} if args.skip_dagster else {
-        s: time_dagster_backfill(location, all_sessions, bt_sessions, storage=s) for s in ("sqlite", "postgres")
+        s: time_dagster_backfill(location, all_sessions, bt_sessions, storage=s)
+        for s in ("sqlite", "sqlite-dagster-default", "postgres")
     }
 
     # (c) vectorbt: same targets (ours), and the same targets computed vectorised

@@ -38,14 +38,18 @@ def dagster_home() -> Path:
 
     The repository's ``dagster.yaml`` holds the instance settings and the PostgreSQL storage
     read from ``DAGSTER_PG_*`` variables. When ``DAGSTER_PG_HOST`` is unset the storage block
-    is dropped and Dagster keeps runs, events and schedules in SQLite under DAGSTER_HOME.
+    is replaced by SQLite storage under DAGSTER_HOME (Dagster's usual files) whose event log is
+    ``PrometheusSqliteEventLogStorage`` (reused connections, ``synchronous=NORMAL``).
     """
     home = Path(os.environ.get("DAGSTER_HOME") or prometheus_home() / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     settings = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     if not os.environ.get(PG_ENV):
+        from prometheus_assets.storage import sqlite_storage_settings
+
         settings.pop("storage", None)
+        settings.update(sqlite_storage_settings(str(home)))
     target = home / "dagster.yaml"
     text = "# Written by `prometheus` from the repository's dagster.yaml; edit that file instead.\n" + yaml.safe_dump(settings, sort_keys=False)
     if not target.exists() or target.read_text() != text:
