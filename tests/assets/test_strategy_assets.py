@@ -186,5 +186,5 @@ def test_backtest_with_gap_before_range_fails_naming_the_missing_session(market,
     # Assert
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = failure.event_specific_data.error.message
+    message = failure.event_specific_data.error.to_string()
     assert str(BT_MID) in message and str(CALENDAR.next_session(BT_MID)) in message and "materialise" in message
