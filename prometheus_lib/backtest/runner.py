@@ -435,8 +435,10 @@ def order_from_json(d: Mapping, portfolio_id: str) -> Order:
 def load_book_state(warehouse: Warehouse, *, run_id: str, portfolio: PortfolioConfig, before: date) -> BookState:
     """Return the book of ``run_id`` at its last session before ``before`` (fresh when it has none).
 
-    Reads ``backtest_daily_equity`` (cash, peak, month-to-date shares, open orders) and
-    ``positions_snapshots`` of that session.
+    Reads ``backtest_daily_equity`` (cash, peak, month-to-date shares, open orders) and, per
+    instrument, its latest ``positions_snapshots`` row up to that session: the open positions'
+    rows of that session, and the quantity-0 row written when a position was closed (its
+    realised P&L).
     """
     # The JSON is cast to text: PostgreSQL's driver would hand it over already decoded.
     eq = warehouse.query(
@@ -451,14 +453,26 @@ def load_book_state(warehouse: Warehouse, *, run_id: str, portfolio: PortfolioCo
     row = eq.row(0, named=True)
     as_of = row["session_date"]
     meta = json.loads(row["exposure_metrics_json"] or "{}")
-    pos = warehouse.read_table(
-        "positions_snapshots", start=as_of, end=as_of,
-        scope={"run_id": run_id, "portfolio_id": portfolio.portfolio_id, "mode": MODE},
+    ph = warehouse.placeholder
+    latest = (
+        "SELECT p.session_date, p.instrument_id, p.quantity, p.avg_cost, p.market_value, p.realized_pnl "
+        "FROM runtime.positions_snapshots p JOIN ("
+        "  SELECT instrument_id, max(session_date) AS last_date FROM runtime.positions_snapshots"
+        f"  WHERE run_id = {ph} AND portfolio_id = {ph} AND mode = {ph} AND session_date <= {ph}"
+        "  GROUP BY instrument_id) m ON p.instrument_id = m.instrument_id AND p.session_date = m.last_date "
+        f"WHERE p.run_id = {ph} AND p.portfolio_id = {ph} AND p.mode = {ph} ORDER BY p.instrument_id"
     )
+    scope = [run_id, portfolio.portfolio_id, MODE]
+    pos = warehouse.query(latest, [*scope, as_of, *scope])
     positions = {}
     last_prices = {}
     for r in pos.iter_rows(named=True):
         iid = InstrumentId(r["instrument_id"])
+        if r["session_date"] != as_of and r["quantity"]:
+            raise DataValidationError(
+                f"backtest run {run_id!r}: {iid} is held at {r['session_date']} but has no positions_snapshots "
+                f"row at {as_of}, the book's last session; re-run the run's book from {r['session_date']}"
+            )
         positions[iid] = Position(iid, r["quantity"], r["avg_cost"] or 0.0, r["realized_pnl"] or 0.0)
         if r["quantity"] and r["market_value"] is not None:
             px = r["market_value"] / r["quantity"]

@@ -166,6 +166,17 @@ def apply_execution_plan(
             "market_value": p.quantity * px, "unrealized_pnl": p.quantity * (px - p.average_cost),
             "realized_pnl": p.realized_pnl, "run_id": run_id, "metadata": None,
         })
+    if backtest:
+        # A position closed this session gets one last row (quantity 0) carrying its realised
+        # P&L, so a book resumed from the warehouse keeps it (load_book_state reads it back).
+        book = broker.state().positions
+        for iid in sorted(i for i, p in before.items() if p.quantity != 0.0 and book.get(i) is not None
+                          and book[i].quantity == 0.0):
+            records.positions_snapshots.append({
+                "portfolio_id": portfolio, "session_date": session, "instrument_id": str(iid), "mode": mode.value,
+                "snapshot_at": stamp, "quantity": 0.0, "avg_cost": 0.0, "market_value": 0.0, "unrealized_pnl": 0.0,
+                "realized_pnl": book[iid].realized_pnl, "run_id": run_id, "metadata": '{"closed": true}',
+            })
     return SessionExecution(session, plan, tuple(final_orders), tuple(fills), account, tuple(realized))
 
 
