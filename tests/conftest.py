@@ -14,13 +14,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sharing import BACKENDS
 
 from prometheus_lib.storage.factory import open_warehouse
 from prometheus_lib.storage.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("PROMETHEUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-BACKENDS = ("duckdb", "postgres")
 
 
 def _pg_url(dbname: str) -> str:
@@ -60,6 +60,25 @@ class PgDatabases:
                 con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup``, give each ``xdist_group``-marked test the ``@<group>`` suffix.
+
+    xdist's scheduler reads a test's group from that node-id suffix. pytest-xdist 3.8 appends it
+    by setting ``item._nodeid``, which pytest 9's structured node ids no longer read, so every
+    group is silently ignored and a module's shared build runs again on each worker
+    (pytest-dev/pytest-xdist#1386). This sets the suffix the way pytest 9 stores node ids, and
+    does nothing where xdist's own suffix took effect or pytest has no ``_id``.
+    """
+    if not getattr(config.option, "loadgroup", False):  # set by xdist on its workers only
+        return
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid.rpartition("]")[2] and hasattr(item, "_id"):
+            item._id = type(item._id).parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
 @pytest.fixture(scope="session")
 def pg_databases() -> Iterator[PgDatabases]:
     """Factory of fresh PostgreSQL databases, dropped when the test session ends."""
@@ -74,15 +93,25 @@ def pg_url(pg_databases: PgDatabases) -> str:
     return pg_databases.create()
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own PROMETHEUS_HOME and DAGSTER_HOME; no test touches the user's."""
-    home = tmp_path_factory.mktemp("prometheus_home")
+def _isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
     monkeypatch.setenv("PROMETHEUS_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     monkeypatch.delenv("PROMETHEUS_WAREHOUSE_URL", raising=False)
     monkeypatch.delenv("DAGSTER_PG_HOST", raising=False)
     return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The same isolation for module- and session-scoped fixtures (set up before any test's)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _isolate(monkeypatch, tmp_path_factory.mktemp("prometheus_home"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own PROMETHEUS_HOME and DAGSTER_HOME; no test touches the user's."""
+    return _isolate(monkeypatch, tmp_path_factory.mktemp("prometheus_home"))
 
 
 @pytest.fixture(params=BACKENDS)

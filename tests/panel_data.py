@@ -7,7 +7,9 @@ tests use polars/numpy only, never the SQL.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -52,11 +54,24 @@ def fill_market(location: dict[str, str], frames: dict[str, pl.DataFrame], start
         wh.write_partition("prices_daily", prices, start, end, {"market_id": MARKET_ID})
 
 
+@functools.cache
+def _work_dir(warehouse: str) -> Path:
+    """dbt's target and log folder for one warehouse (its DuckDB file or PostgreSQL URL)."""
+    work = Path(tempfile.mkdtemp(prefix="dbt_"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return work
+
+
 def build_panels(location: dict[str, str], start: date, end: date, select: str = "prometheus", work: Path | None = None,
                  command: str = "build") -> DbtRun:
-    """``dbt build`` (or ``command``) the panel models and what they need for sessions ``start..end``."""
+    """``dbt build`` (or ``command``) the panel models and what they need for sessions ``start..end``.
+
+    Without ``work``, every build of one warehouse runs in the same work folder, so the second
+    and later builds keep dbt's partial parse (a full parse costs seconds; dbt parses again in
+    full whenever the warehouse, i.e. the profile's path or database, changes).
+    """
     env = dbt_target_env(location["backend"], location.get("duckdb_path"), location.get("postgres_url"))
-    work = work or Path(tempfile.mkdtemp(prefix="dbt_"))
+    work = work or _work_dir(location.get("duckdb_path") or location["postgres_url"])
     return run_dbt([command, "--select", select], env, work, panel_env(start, end, MARKET_ID))
 
 

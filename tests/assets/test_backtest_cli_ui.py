@@ -24,6 +24,9 @@ from prometheus_assets.assets.strategy import default_run_id, strategy_keys
 from prometheus_lib.config import load_config
 from prometheus_lib.storage.factory import open_warehouse
 
+# One xdist worker runs the whole module, so ``prepared_home`` is built once.
+pytestmark = pytest.mark.xdist_group("backtest_cli_ui")
+
 BIN = Path(sys.executable).parent
 DATA_START, DATA_END = date(2023, 1, 3), date(2024, 3, 28)
 BT_START, BT_END = date(2024, 2, 1), date(2024, 3, 15)

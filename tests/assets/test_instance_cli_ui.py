@@ -1,5 +1,9 @@
 """The cockpit end to end: the CLI's runs on a persistent instance (SQLite or PostgreSQL) and
-the real Dagster webserver serving this code location."""
+the real Dagster webserver serving this code location.
+
+``prometheus main`` on the default instance runs once (the module fixture ``main_run``) for the
+summary test and the webserver test, which serves that instance; both stay on one xdist worker.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -45,12 +50,25 @@ def _main(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def test_main_command_with_small_market_runs_one_run_and_prints_summary(tmp_path):
-    # Arrange
-    env = _env(tmp_path, make_config_dir(tmp_path))
+@dataclass(frozen=True)
+class MainRun:
+    tmp_path: Path
+    env: dict[str, str]
+    proc: subprocess.CompletedProcess
 
-    # Act
-    proc = _main(tmp_path, env)
+
+@pytest.fixture(scope="module")
+def main_run(tmp_path_factory: pytest.TempPathFactory) -> MainRun:
+    """``prometheus main`` with a small market on the default (DuckDB + SQLite) instance."""
+    tmp_path = tmp_path_factory.mktemp("cli_main")
+    env = _env(tmp_path, make_config_dir(tmp_path))
+    return MainRun(tmp_path, env, _main(tmp_path, env))
+
+
+@pytest.mark.xdist_group("cli_main")
+def test_main_command_with_small_market_runs_one_run_and_prints_summary(main_run: MainRun):
+    # Arrange, Act: the fixture's main command
+    tmp_path, proc = main_run.tmp_path, main_run.proc
 
     # Assert
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -122,10 +140,11 @@ def _graphql(port: int, query: str) -> dict:
 
 
 @pytest.mark.slow
-def test_webserver_with_workspace_serves_assets_checks_and_runs(tmp_path):
-    # Arrange: one run in the instance, then the real webserver on the same DAGSTER_HOME
-    env = _env(tmp_path, make_config_dir(tmp_path))
-    assert _main(tmp_path, env).returncode == 0
+@pytest.mark.xdist_group("cli_main")
+def test_webserver_with_workspace_serves_assets_checks_and_runs(main_run: MainRun):
+    # Arrange: one run in the instance (the fixture's), then the real webserver on the same DAGSTER_HOME
+    env = main_run.env
+    assert main_run.proc.returncode == 0, main_run.proc.stdout + main_run.proc.stderr
     port = _free_port()
     proc = subprocess.Popen([str(BIN / "dagster-webserver"), "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
                              "-p", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

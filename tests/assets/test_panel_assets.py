@@ -1,28 +1,52 @@
 """The dbt panels as Dagster assets: one partitioned run builds them for its range, dbt tests
-are asset checks, and a failing error-severity test blocks what is downstream of it."""
+are asset checks, and a failing error-severity test blocks what is downstream of it.
+
+The main job runs once per backend (the module fixture ``main_run``); the blocking test then
+corrupts one bar of that warehouse and runs the panels job over the same range."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import dagster as dg
+import pytest
 from providers import build_defs, check_results, make_config_dir, run_range
+from sharing import backend_params, new_location
 
 from prometheus_assets.definitions import MAIN_JOB, PANELS_JOB
 from prometheus_lib.calendars import TradingCalendar
 from prometheus_lib.storage.factory import open_warehouse
+
+if TYPE_CHECKING:
+    from conftest import PgDatabases
 
 START, END = date(2024, 1, 2), date(2024, 2, 29)
 PANEL_KEYS = [dg.AssetKey(["historical", t]) for t in
               ("returns_daily", "volatility_daily", "factors_daily", "instrument_factors_daily", "correlation_panels")]
 
 
-def test_main_job_with_range_builds_panels_for_every_session(tmp_path, warehouse_location):
-    # Arrange
-    defs = build_defs(make_config_dir(tmp_path), warehouse_location)
+@dataclass(frozen=True)
+class MainRun:
+    location: dict[str, str]
+    defs: dg.Definitions
+    result: dg.ExecuteInProcessResult
 
-    # Act
-    result = run_range(defs, START, END, job_name=MAIN_JOB)
+
+@pytest.fixture(scope="module", params=backend_params("panel_assets"))
+def main_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             pg_databases: PgDatabases) -> MainRun:
+    """The main job over START..END, as one run, on a fresh warehouse of each backend."""
+    folder = tmp_path_factory.mktemp("panel_assets")
+    location = new_location(request.param, folder, pg_databases)
+    defs = build_defs(make_config_dir(folder), location)
+    return MainRun(location, defs, run_range(defs, START, END, job_name=MAIN_JOB))
+
+
+def test_main_job_with_range_builds_panels_for_every_session(main_run: MainRun):
+    # Arrange, Act: the fixture's main job over the range
+    result, warehouse_location = main_run.result, main_run.location
 
     # Assert
     assert result.success
@@ -40,10 +64,11 @@ def test_main_job_with_range_builds_panels_for_every_session(tmp_path, warehouse
     assert any(name.startswith("unique_combination") for _, name in dbt_checks)
 
 
-def test_panels_job_with_failing_dbt_test_blocks_downstream_panels(tmp_path, warehouse_location):
-    # Arrange: ingest cleanly, then a bar with high < low reaches the table behind the checks' back
-    defs = build_defs(make_config_dir(tmp_path), warehouse_location)
-    assert run_range(defs, START, END, job_name="ingest").success
+def test_panels_job_with_failing_dbt_test_blocks_downstream_panels(main_run: MainRun):
+    # Arrange: ingested cleanly (the fixture's main job), then a bar with high < low reaches the
+    # table behind the checks' back
+    defs, warehouse_location = main_run.defs, main_run.location
+    assert main_run.result.success
     with open_warehouse(**warehouse_location) as wh:
         wh.execute("UPDATE historical.prices_daily SET high = low * 0.5 "
                    f"WHERE session_date = {wh.placeholder} AND instrument_id = {wh.placeholder}",

@@ -23,6 +23,9 @@ from prometheus_assets.assets.strategy import RUN_ID_TAG, strategy_keys
 from prometheus_assets.definitions import backtest_job_name
 from prometheus_lib.storage.factory import open_warehouse
 
+# One xdist worker runs the whole module, so the module's market is built once per backend.
+pytestmark = pytest.mark.xdist_group("strategy_assets")
+
 DATA_START, DATA_END = date(2023, 1, 3), date(2024, 3, 28)
 BT_START, BT_MID, BT_END = date(2024, 2, 1), date(2024, 2, 15), date(2024, 3, 15)
 STRATEGY = "US_CORE_LONG_EQ"

@@ -3,7 +3,8 @@
 dbt runs as the virtualenv's own executable, with the profiles that live in the project
 (``--profiles-dir dbt_project``) and a target path under the test's tmp folder, so parallel
 tests never share a manifest. DuckDB allows one writer process: every warehouse connection is
-closed before dbt opens the file.
+closed before dbt opens the file. The staging build runs once per backend (the module fixture
+``staging``); the failing-test test then adds a bad bar to that warehouse and builds it again.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import polars as pl
 import pytest
+from sharing import backend_params, new_location
 
 from prometheus_lib.calendars import TradingCalendar
 from prometheus_lib.data.ingestion import EVENT_TABLES, ingest_events, ingest_prices
@@ -27,6 +30,9 @@ from prometheus_lib.data.synthetic import SyntheticMarket, SyntheticMarketConfig
 from prometheus_lib.storage.catalog import get_table
 from prometheus_lib.storage.factory import open_warehouse
 from prometheus_lib.storage.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from conftest import PgDatabases
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "dbt_project"
@@ -142,6 +148,27 @@ def _views_in(wh: Warehouse, schema: str) -> set[str]:
     return set(rows["table_name"].to_list())
 
 
+@dataclass(frozen=True)
+class StagingBuild:
+    backend: str
+    location: dict[str, str]
+    work: Path  # dbt's target and logs: a later build here keeps the partial parse
+    proc: subprocess.CompletedProcess[str]
+    results: dict[str, dict[str, Any]]  # of this build (a later build overwrites the file)
+
+
+@pytest.fixture(scope="module", params=backend_params("dbt_project"))
+def staging(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            pg_databases: PgDatabases) -> StagingBuild:
+    """The synthetic frames in a fresh warehouse of each backend and the staging layer built once."""
+    backend, work = request.param, tmp_path_factory.mktemp("staging")
+    location = new_location(backend, work, pg_databases)
+    _fill_warehouse(location)
+    proc = _dbt(BUILD, work, _target_env(backend, location))
+    results = _results(work) if (work / "target" / "run_results.json").exists() else {}
+    return StagingBuild(backend, location, work, proc, results)
+
+
 # ---------------------------------------------------------------- tests
 def test_parse_with_project_profiles_lists_staging_models_sources_and_macros(tmp_path: Path) -> None:
     # Act
@@ -176,18 +203,13 @@ def test_parse_with_project_profiles_lists_staging_models_sources_and_macros(tmp
     assert HIGH_AT_LEAST_LOW in tests
 
 
-def test_build_staging_with_synthetic_warehouse_passes_and_mirrors_sources(
-    backend: str, warehouse_location: dict[str, str], tmp_path: Path
-) -> None:
-    # Arrange
-    _fill_warehouse(warehouse_location)
-
-    # Act
-    proc = _dbt(BUILD, tmp_path, _target_env(backend, warehouse_location))
+def test_build_staging_with_synthetic_warehouse_passes_and_mirrors_sources(staging: StagingBuild) -> None:
+    # Arrange, Act: the fixture filled the warehouse and built its staging layer
+    proc, warehouse_location = staging.proc, staging.location
 
     # Assert
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = _results(tmp_path)
+    results = staging.results
     not_passed = {name: r["status"] for name, r in results.items() if r["status"] not in ("pass", "success")}
     assert not not_passed, not_passed
     tests_run = [name for name, r in results.items() if r["unique_id"].startswith("test.")]
@@ -204,12 +226,10 @@ def test_build_staging_with_synthetic_warehouse_passes_and_mirrors_sources(
     assert "volume" not in columns
 
 
-def test_build_staging_with_high_below_low_fails_that_test(
-    backend: str, warehouse_location: dict[str, str], tmp_path: Path
-) -> None:
-    # Arrange: one bar whose high is below its low, on a session after the others.
-    _fill_warehouse(warehouse_location)
-    with open_warehouse(**warehouse_location) as wh:
+def test_build_staging_with_high_below_low_fails_that_test(staging: StagingBuild) -> None:
+    # Arrange: the fixture's synthetic warehouse, and one bar whose high is below its low, on a
+    # session after the others.
+    with open_warehouse(**staging.location) as wh:
         p = wh.placeholder
         wh.execute(
             "insert into historical.prices_daily "
@@ -219,11 +239,11 @@ def test_build_staging_with_high_below_low_fails_that_test(
         )
 
     # Act
-    proc = _dbt(BUILD, tmp_path, _target_env(backend, warehouse_location))
+    proc = _dbt(BUILD, staging.work, _target_env(staging.backend, staging.location))
 
     # Assert
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    results = _results(tmp_path)
+    results = _results(staging.work)
     assert results[HIGH_AT_LEAST_LOW]["status"] == "fail"
     assert results[HIGH_AT_LEAST_LOW]["failures"] == 1
     others_failed = {name for name, r in results.items() if r["status"] not in ("pass", "success") and name != HIGH_AT_LEAST_LOW}

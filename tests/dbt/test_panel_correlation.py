@@ -5,8 +5,9 @@ and one large instrument suspended for two sessions, is built once per backend; 
 works from the prices frame only (numpy log returns, np.corrcoef, the variance-ratio identity).
 
 The build runs once per backend (a module fixture rather than ``warehouse_location``, which is
-per test) and selects ``staging +correlation_panels``: dbt's eager test selection also runs the
-staging relationship tests, whose other end (markets, issuers, text views) must be built too.
+per test; its tests stay on one xdist worker) and selects ``staging +correlation_panels``: dbt's
+eager test selection also runs the staging relationship tests, whose other end (markets,
+issuers, text views) must be built too.
 The range ends 74 sessions after the last IPO's first return, so its last windows are balanced.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,11 +24,11 @@ import pytest
 
 from panel_data import build_panels, fill_market, read_panel, synthetic_frames
 from prometheus_lib.storage.dbt import DbtRun
+from sharing import backend_params, new_location
 
 if TYPE_CHECKING:
     from conftest import PgDatabases
 
-BACKENDS = ("duckdb", "postgres")
 START, END = date(2015, 1, 2), date(2016, 1, 29)  # 271 XNYS sessions; IPOs list in the first 200
 N_INSTRUMENTS = 25
 WINDOW = 63
@@ -58,16 +58,12 @@ class Built:
     panel: pl.DataFrame
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=backend_params("panel_correlation"))
 def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_databases: PgDatabases) -> Built:
     """The market filled into a fresh warehouse of each backend and the panels built once."""
-    backend = request.param
-    if backend == "duckdb":
-        location = {"backend": "duckdb", "duckdb_path": str(tmp_path_factory.mktemp("corr") / "warehouse.duckdb")}
-    else:
-        location = {"backend": "postgres", "postgres_url": pg_databases.create()}
+    location = new_location(request.param, tmp_path_factory.mktemp("corr"), pg_databases)
     fill_market(location, _frames(), START, END)
-    run = build_panels(location, START, END, select="staging +correlation_panels", work=tmp_path_factory.mktemp("dbt"))
+    run = build_panels(location, START, END, select="staging +correlation_panels")
     return Built(location, run, read_panel(location, "correlation_panels"))
 
 
@@ -230,9 +226,9 @@ def test_market_average_on_balanced_window_equals_sigma_weighted_mean_of_pairwis
     assert checked >= 10, f"only {checked} balanced windows"
 
 
-def test_rerun_of_a_window_with_entries_and_suspension_reproduces_the_full_build(built: Built, tmp_path: Path) -> None:
+def test_rerun_of_a_window_with_entries_and_suspension_reproduces_the_full_build(built: Built) -> None:
     # Act: rewrite one window of sessions incrementally (its look-back read from the table).
-    run = build_panels(built.location, RERUN_START, RERUN_END, select="correlation_panels", work=tmp_path)
+    run = build_panels(built.location, RERUN_START, RERUN_END, select="correlation_panels")
 
     # Assert
     assert run.returncode == 0 and not run.failed, run.stdout + run.stderr

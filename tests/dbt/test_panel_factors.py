@@ -3,26 +3,33 @@ and no row at or before a session T changes when every price after T changes.
 
 One synthetic market (30 instruments, six of them IPOs; 2022-01-03..2023-06-30, so 12-1
 momentum exists for the last ~120 sessions and MOM betas for the last ~60) is built with
-``dbt build`` over the whole range. The reference tables are perturbed first so that the null
-paths run: trading gaps (SYN0002 misses five sessions, SYN0003 one), an instrument without
-shares_outstanding (no cap: out of MKT and SIZE), one without a sector, and a sector whose name
-holds '&'. The reference below is computed from those frames in numpy (dense session x
-instrument matrices), never from the SQL.
+``dbt build`` over the whole range, once per backend (the module fixture ``built``: both tests
+start from that build, and the look-ahead test then changes its prices and builds it again).
+The reference tables are perturbed first so that the null paths run: trading gaps (SYN0002
+misses five sessions, SYN0003 one), an instrument without shares_outstanding (no cap: out of
+MKT and SIZE), one without a sector, and a sector whose name holds '&'. The reference below is
+computed from those frames in numpy (dense session x instrument matrices), never from the SQL.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from panel_data import MARKET_ID, build_panels, fill_market, read_panel, synthetic_frames
+from sharing import backend_params, new_location
 
 from prometheus_lib.storage.catalog import ColumnType, get_table
 from prometheus_lib.storage.factory import open_warehouse
+
+if TYPE_CHECKING:
+    from conftest import PgDatabases
 
 START, END = date(2022, 1, 3), date(2023, 6, 30)
 N_INSTRUMENTS = 30
@@ -60,8 +67,8 @@ def _frames() -> dict[str, pl.DataFrame]:
     }
 
 
-def _build(location: dict[str, str], work: Path) -> None:
-    run = build_panels(location, START, END, select=SELECT, work=work)
+def _build(location: dict[str, str]) -> None:
+    run = build_panels(location, START, END, select=SELECT)
     assert run.returncode == 0 and not run.failed, (run.failed, run.stdout[-4000:])
 
 
@@ -216,15 +223,28 @@ def _read(location: dict[str, str]) -> dict[str, pl.DataFrame]:
     return {table: read_panel(location, table) for table in TABLES}
 
 
+@dataclass(frozen=True)
+class Built:
+    location: dict[str, str]
+    panels: dict[str, pl.DataFrame]  # both tables as the first build left them
+
+
+@pytest.fixture(scope="module", params=backend_params("panel_factors"))
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_databases: PgDatabases) -> Built:
+    """The perturbed market in a fresh warehouse of each backend, built once and read back."""
+    location = new_location(request.param, tmp_path_factory.mktemp("factors"), pg_databases)
+    fill_market(location, _frames(), START, END)
+    _build(location)
+    return Built(location, _read(location))
+
+
 # ---------------------------------------------------------------- tests
-def test_build_with_synthetic_market_matches_numpy_reference(warehouse_location: dict[str, str], tmp_path: Path) -> None:
+def test_build_with_synthetic_market_matches_numpy_reference(built: Built) -> None:
     # Arrange
-    fill_market(warehouse_location, _frames(), START, END)
     expected = _reference()
 
-    # Act
-    _build(warehouse_location, tmp_path)
-    actual = _read(warehouse_location)
+    # Act: the full build of the fixture
+    actual = built.panels
 
     # Assert: every factor (incl. SECTOR_METALS___MINING) and exposure is exercised, and matches
     factor_ids = set(actual["factors_daily"]["factor_id"])
@@ -235,15 +255,11 @@ def test_build_with_synthetic_market_matches_numpy_reference(warehouse_location:
         _assert_tables_match(table, actual[table], expected[table], TOLERANCE)
 
 
-def test_build_after_prices_change_past_t_leaves_rows_up_to_t_unchanged(
-    warehouse_location: dict[str, str], tmp_path: Path
-) -> None:
-    # Arrange: a full build, then every price strictly after T scaled by 1.5
-    fill_market(warehouse_location, _frames(), START, END)
-    _build(warehouse_location, tmp_path / "first")
-    before = _read(warehouse_location)
+def test_build_after_prices_change_past_t_leaves_rows_up_to_t_unchanged(built: Built) -> None:
+    # Arrange: the fixture's full build, then every price strictly after T scaled by 1.5
+    before = built.panels
     cut = date(2023, 3, 15)  # after MOM and all betas have started
-    with open_warehouse(**warehouse_location) as wh:
+    with open_warehouse(**built.location) as wh:
         wh.execute(
             "update historical.prices_daily set open = open * 1.5, high = high * 1.5, low = low * 1.5, "
             f"close = close * 1.5, adjusted_close = adjusted_close * 1.5 where session_date > {wh.placeholder}",
@@ -251,8 +267,8 @@ def test_build_after_prices_change_past_t_leaves_rows_up_to_t_unchanged(
         )
 
     # Act
-    _build(warehouse_location, tmp_path / "second")
-    after = _read(warehouse_location)
+    _build(built.location)
+    after = _read(built.location)
 
     # Assert: up to T identical; after T the change shows (the MKT return of the next session)
     for table in TABLES:

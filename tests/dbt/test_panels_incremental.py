@@ -2,18 +2,28 @@
 before T changes when every price after T changes (no look-ahead), and a build only replaces
 its own market's rows. Both backends.
 
-These builds run the models only (`dbt run`); the dbt tests run in the other panel tests.
+These builds run the models only (`dbt run`); the dbt tests run in the other panel tests. The
+full build both tests start from runs once per backend (the module fixture ``full_build``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import polars as pl
+import pytest
 from panel_data import CALENDAR, MARKET_ID, PANELS, build_panels, fill_market, read_panel, synthetic_frames
+from sharing import backend_params, new_location
 
 from prometheus_lib.storage.catalog import ColumnType, get_table
 from prometheus_lib.storage.factory import open_warehouse
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import PgDatabases
 
 START, END = date(2022, 6, 1), date(2023, 9, 29)
 N_INSTRUMENTS = 16
@@ -52,34 +62,45 @@ def _panels(location, market_id: str = MARKET_ID) -> dict[str, pl.DataFrame]:
     return {t: read_panel(location, t).filter(pl.col("market_id") == market_id) for t in PANELS}
 
 
-def test_build_with_sessions_one_by_one_equals_full_build(warehouse_location, pg_databases, tmp_path):
-    # Arrange: two identical warehouses
-    second = (
-        {"backend": "duckdb", "duckdb_path": str(tmp_path / "second.duckdb")}
-        if warehouse_location["backend"] == "duckdb"
-        else {"backend": "postgres", "postgres_url": pg_databases.create()}
-    )
-    frames = _frames()
-    for loc in (warehouse_location, second):
-        fill_market(loc, frames, START, END)
+@dataclass(frozen=True)
+class FullBuild:
+    location: dict[str, str]
+    panels: dict[str, pl.DataFrame]  # every panel as the one full build left it
+
+
+@pytest.fixture(scope="module", params=backend_params("panels_incremental"))
+def full_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+               pg_databases: PgDatabases) -> FullBuild:
+    """The market in a fresh warehouse of each backend, all panels built in one run, read back."""
+    location = new_location(request.param, tmp_path_factory.mktemp("incremental"), pg_databases)
+    fill_market(location, _frames(), START, END)
+    _run(location, START, END)
+    return FullBuild(location, _panels(location))
+
+
+def test_build_with_sessions_one_by_one_equals_full_build(full_build: FullBuild, pg_databases: PgDatabases,
+                                                          tmp_path: Path) -> None:
+    # Arrange: a second warehouse with the same market as the fixture's full build
+    second = new_location(full_build.location["backend"], tmp_path, pg_databases, name="second")
+    fill_market(second, _frames(), START, END)
     last = CALENDAR.sessions(START, END)[-3:]
 
-    # Act: one full build; versus history up to the cut, then one session, then two sessions
-    _run(warehouse_location, START, END)
+    # Act: history up to the cut, then one session, then two sessions
     _run(second, START, CALENDAR.previous_session(last[0]))
     _run(second, last[0], last[0])
     _run(second, last[1], last[2])
 
-    # Assert
-    _assert_panels_equal(_panels(warehouse_location), _panels(second))
+    # Assert: equal to the one full build
+    _assert_panels_equal(full_build.panels, _panels(second))
 
 
-def test_rebuild_with_prices_changed_after_t_leaves_earlier_rows_and_other_markets_unchanged(warehouse_location):
-    # Arrange: a full build, and one row of another market in every panel table
+def test_rebuild_with_prices_changed_after_t_leaves_earlier_rows_and_other_markets_unchanged(
+    full_build: FullBuild,
+) -> None:
+    # Arrange: the fixture's full build, and one row of another market in every panel table
     frames = _frames()
-    fill_market(warehouse_location, frames, START, END)
-    _run(warehouse_location, START, END)
-    before = _panels(warehouse_location)
+    warehouse_location = full_build.location
+    before = full_build.panels
     t = date(2023, 6, 15)
     with open_warehouse(**warehouse_location) as wh:
         for table in PANELS:
