@@ -17,6 +17,7 @@ from prometheus_assets.assets.panels import build_panel_assets, dbt_resource
 from prometheus_assets.assets.reference import build_reference_assets
 from prometheus_assets.assets.strategy import build_strategy_assets, strategy_group
 from prometheus_assets.checks import build_ingestion_checks
+from prometheus_assets.checks.strategy import build_strategy_checks
 from prometheus_assets.constants import DBT, INGESTION, PANELS, PLATFORM, REFERENCE, WAREHOUSE, WAREHOUSE_IO
 from prometheus_assets.io_manager import WarehouseIOManager
 from prometheus_assets.partitions import session_partitions
@@ -89,7 +90,8 @@ def build_definitions(config_dir: str | None = None, warehouse: WarehouseResourc
     ]
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_ingestion_checks(sessions, market_id),
+        asset_checks=[*build_ingestion_checks(sessions, market_id),
+                      *[c for s in strategies for c in build_strategy_checks(sessions, s)]],
         jobs=jobs,
         resources={
             WAREHOUSE: warehouse,

@@ -122,6 +122,8 @@ def test_backtest_job_with_range_materialises_every_session_and_writes_run_table
     with open_warehouse(**loc) as wh:
         run = wh.read_table("backtest_runs", scope={"run_id": run_id})
     assert run.height == 1 and run["start_date"][0] == BT_START and run["end_date"][0] == BT_END
+    checks = {(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert checks[(DECISIONS, "targets_valid")].passed and checks[(BOOK, "book_reconciles")].passed
     metrics = json.loads(run["metrics_json"][0])
     assert metrics["final_equity"] == pytest.approx(eq["equity"][-1])
     assert {"sharpe_ratio", "max_drawdown", "var_95", "es_99", "beta", "turnover"} <= set(metrics)
