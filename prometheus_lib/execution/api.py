@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timezone
 
 from prometheus_lib.execution.backtest_broker import BacktestBroker
 from prometheus_lib.execution.broker import BrokerInterface
-from prometheus_lib.execution.domain import AccountState, ExecutionMode, Fill, InstrumentId, Order
+from prometheus_lib.execution.domain import AccountState, ExecutionMode, Fill, InstrumentId, Order, Position
 from prometheus_lib.execution.market import MarketSnapshot
 from prometheus_lib.execution.planner import OrderPlan, OrderPlanner
 
@@ -97,7 +97,7 @@ def apply_execution_plan(
     elif backtest:
         broker.mark(market)
     account = broker.account_state()
-    positions = broker.positions()
+    positions, pending_value = _with_working_orders(broker.positions(), broker.open_orders(), market)
     prices = {}
     for iid in (*positions, *target_weights):  # only what the plan can touch, not the whole market
         px = market.price(str(iid))
@@ -108,7 +108,7 @@ def apply_execution_plan(
         portfolio_id=broker.portfolio_id,
         session_date=session,
         positions=positions,
-        cash=account.cash,
+        cash=account.cash - pending_value,
         prices=prices,
         target_weights=dict(target_weights),
         lot_sizes=lot_sizes,
@@ -178,6 +178,32 @@ def apply_execution_plan(
                 "realized_pnl": book[iid].realized_pnl, "run_id": run_id, "metadata": '{"closed": true}',
             })
     return SessionExecution(session, plan, tuple(final_orders), tuple(fills), account, tuple(realized))
+
+
+def _with_working_orders(
+    positions: Mapping[InstrumentId, Position], working: list[Order], market: MarketSnapshot
+) -> tuple[dict[InstrumentId, Position], float]:
+    """The book as the plan must see it: held quantity plus what working orders will still trade,
+    and the value those orders will pay (their cash, at the session's close).
+
+    Without this a carried remainder (``remainder: carry``) and the session's new order for the
+    same target would both fill. A working order on an instrument without a close is left out
+    (it cannot be valued; the plan skips that instrument anyway).
+    """
+    out = dict(positions)
+    pending_value = 0.0
+    for o in working:
+        px = market.price(str(o.instrument_id))
+        if not (math.isfinite(px) and px > 0):
+            continue
+        qty = o.side.sign * o.remaining_quantity
+        pending_value += qty * px
+        held = out.get(o.instrument_id)
+        if held is None:
+            out[o.instrument_id] = Position(o.instrument_id, qty, px)
+        else:
+            out[o.instrument_id] = Position(o.instrument_id, held.quantity + qty, held.average_cost, held.realized_pnl)
+    return out, pending_value
 
 
 def _realized_by_fill(fills, before: Mapping, after: Mapping) -> list[float | None]:
