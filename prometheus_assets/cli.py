@@ -169,12 +169,11 @@ def cmd_main(args: argparse.Namespace) -> int:
     # a 252-session risk window), inside the range the main job just built.
     from prometheus_lib.config import load_config
     from prometheus_lib.data.ingestion import market_calendar
-    from prometheus_lib.execution.market import InstrumentIndex
-    from prometheus_lib.strategies.baseline import BaselineStrategy
+    from prometheus_lib.strategies.baseline import lookback_sessions
 
     config = load_config()
     strategy = config.strategy(config.default_strategy)
-    warmup = BaselineStrategy(strategy, InstrumentIndex.of([]), {}, "").lookback_sessions
+    warmup = lookback_sessions(strategy)
     cal = market_calendar(config.market(strategy.market_id))
     sessions = cal.sessions(start, end)
     if len(sessions) <= warmup + 20:

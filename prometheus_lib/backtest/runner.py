@@ -147,7 +147,8 @@ class DecisionRows:
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """Return a frame per table, typed by the catalogue."""
-        out = {"instrument_scores": self._scores(), "universe_members": self._members()}
+        stacked = self._stacked()  # built once for both per-instrument tables
+        out = {"instrument_scores": self._scores(stacked), "universe_members": self._members(stacked)}
         for name in ("universes", "target_portfolios", "portfolio_risk_reports", "engine_decisions", "decision_outcomes"):
             out[name] = _frame(name, getattr(self, name))
         return {name: out[name] for name in DECISION_TABLE_ORDER}
@@ -173,9 +174,8 @@ class DecisionRows:
             "reasons_json": pl.Series(reasons, dtype=pl.String),
         }).with_columns(pl.col("score", "z_mom", "z_lowvol").fill_nan(None))
 
-    def _scores(self) -> pl.DataFrame:
+    def _scores(self, s: pl.DataFrame) -> pl.DataFrame:
         t = get_table("instrument_scores")
-        s = self._stacked()
         if s.is_empty():
             return pl.DataFrame(schema=t.polars_schema)
         s = s.filter(pl.col("score").is_not_null())
@@ -190,9 +190,8 @@ class DecisionRows:
         )
         return frame.select([pl.col(c).cast(d) for c, d in t.polars_schema.items()])
 
-    def _members(self) -> pl.DataFrame:
+    def _members(self, s: pl.DataFrame) -> pl.DataFrame:
         t = get_table("universe_members")
-        s = self._stacked()
         if s.is_empty():
             return pl.DataFrame(schema=t.polars_schema)
         frame = s.select(

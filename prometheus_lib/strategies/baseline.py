@@ -82,6 +82,12 @@ class DecisionOutcome:
     holdings: int
 
 
+def lookback_sessions(config: StrategyConfig) -> int:
+    """Sessions of history before its first decision that the baseline engine of ``config`` reads."""
+    b = config.baseline
+    return max(b.liquidity_window, b.min_history_sessions, RISK_WINDOW_SESSIONS, b.outcome_horizon_sessions) + 1
+
+
 def cap_weights(raw: np.ndarray, cap: float) -> np.ndarray:
     """Normalise non-negative ``raw`` to sum 1 and cap each weight at ``cap`` (water-filling).
 
@@ -139,8 +145,7 @@ class BaselineStrategy:
     @property
     def lookback_sessions(self) -> int:
         """Sessions of history before the first decision the engine reads."""
-        b = self.config.baseline
-        return max(b.liquidity_window, b.min_history_sessions, RISK_WINDOW_SESSIONS, b.outcome_horizon_sessions) + 1
+        return lookback_sessions(self.config)
 
     @property
     def config_hash(self) -> str:

@@ -27,7 +27,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from prometheus_assets.constants import HISTORICAL, RUNTIME, STRATEGY_GROUP_PREFIX, WAREHOUSE
+from prometheus_assets.constants import HISTORICAL, RUNTIME, STRATEGY_GROUP_PREFIX
 from prometheus_assets.partitions import keys_to_sessions
 from prometheus_assets.resources import PlatformResource, WarehouseResource
 from prometheus_lib.analytics import compute_metrics
@@ -41,7 +41,7 @@ from prometheus_lib.config.models import StrategyConfig
 from prometheus_lib.errors import DataValidationError
 from prometheus_lib.execution.domain import InstrumentId
 from prometheus_lib.storage.catalog import get_table
-from prometheus_lib.strategies.baseline import BaselineStrategy
+from prometheus_lib.strategies.baseline import BaselineStrategy, lookback_sessions
 
 RUN_ID_TAG = "prometheus/backtest_run_id"
 MODE = "BACKTEST"
@@ -76,8 +76,11 @@ def _scope(table: str, values: dict[str, str]) -> dict[str, str]:
     return {c: values[c] for c in get_table(table).scope_columns}
 
 
-def _write(wh, table: str, frame: pl.DataFrame, start: date, end: date, values: dict[str, str]) -> int:
-    return wh.write_partition(table, frame, start, end, _scope(table, values)).rows_written
+def _write_all(wh, frames: dict[str, pl.DataFrame], start: date, end: date, values: dict[str, str]) -> dict[str, int]:
+    """Replace the range of every table in one transaction; return the rows written per table."""
+    with wh.transaction():
+        return {table: wh.write_partition(table, frame, start, end, _scope(table, values)).rows_written
+                for table, frame in frames.items()}
 
 
 def _history_sessions(platform: PlatformResource, market_id: str, start: date, end: date, lookback: int) -> list[date]:
@@ -97,6 +100,10 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=strategy_group(strategy.strategy_id),
     )
+    def scope_values(run_id: str) -> dict[str, str]:
+        return {"run_id": run_id, "strategy_id": strategy.strategy_id,
+                "portfolio_id": portfolio.portfolio_id, "mode": MODE, "market_id": market_id}
+
     panel_deps = [dg.AssetKey([HISTORICAL, t]) for t in
                   ("prices_daily", "returns_daily", "volatility_daily", "instrument_factors_daily", "factors_daily")]
 
@@ -114,18 +121,12 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
         start, end = sessions[0], sessions[-1]
         run_id = run_id_of(context, strategy)
         with warehouse.open() as wh:
-            probe = BaselineStrategy(strategy, _empty_index(), {}, run_id)
-            history = _history_sessions(platform, market_id, start, end, probe.lookback_sessions)
+            history = _history_sessions(platform, market_id, start, end, lookback_sessions(strategy))
             data = BacktestData.load(wh, market_id=market_id, sessions=history)
             prior = _prior_targets(wh, run_id, portfolio.portfolio_id, history, start, strategy, data)
             engine = BaselineStrategy(strategy, data.index, data.sectors, run_id, prior_targets=prior)
             rows, targets = run_decisions(data, engine, portfolio, sessions, run_id=run_id)
-            values = {"run_id": run_id, "strategy_id": strategy.strategy_id,
-                      "portfolio_id": portfolio.portfolio_id, "mode": MODE, "market_id": market_id}
-            written = {}
-            with wh.transaction():
-                for table, frame in rows.frames().items():
-                    written[table] = _write(wh, table, frame, start, end, values)
+            written = _write_all(wh, rows.frames(), start, end, scope_values(run_id))
         held = [len(t) for t in targets.values()]
         return dg.MaterializeResult(metadata={
             "run_id": run_id, "sessions": len(sessions), "first_session": str(start), "last_session": str(end),
@@ -165,12 +166,8 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
                     f"{decisions_key.to_user_string()} for this range first"
                 )
             result = run_execution(data, strategy, portfolio, sessions, targets, run_id=run_id, start=state)
-            values = {"run_id": run_id, "strategy_id": strategy.strategy_id,
-                      "portfolio_id": portfolio.portfolio_id, "mode": MODE, "market_id": market_id}
-            written = {}
             with wh.transaction():
-                for table, frame in result.frames().items():
-                    written[table] = _write(wh, table, frame, start, end, values)
+                written = _write_all(wh, result.frames(), start, end, scope_values(run_id))
                 metrics = _write_backtest_run(wh, strategy, run_id, context.run.run_id)
         eq = result.backtest_daily_equity
         return dg.MaterializeResult(metadata={
@@ -183,12 +180,6 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
         })
 
     return [decisions, book]
-
-
-def _empty_index():
-    from prometheus_lib.execution.market import InstrumentIndex
-
-    return InstrumentIndex.of([])
 
 
 def _prior_targets(wh, run_id, portfolio_id, history, start, strategy, data) -> dict:
@@ -287,4 +278,3 @@ def _write_backtest_run(wh, strategy: StrategyConfig, run_id: str, dagster_run_i
 
 
 __all__ = ["RUN_ID_TAG", "backtest_series", "run_performance", "build_strategy_assets", "default_run_id", "strategy_group", "strategy_keys"]
-_ = WAREHOUSE
