@@ -125,13 +125,13 @@ def run_library(location: dict, all_sessions: list[date], bt_sessions: list[date
     ex, exe_s = _timed(lambda: run_execution(data, cfg, pf, bt_sessions, targets, run_id=RUN_ID,
                                              start=BookState.initial(pf.initial_capital)))
     frames, frames_s = _timed(lambda: {**rows.frames(), **ex.frames()})
-    fills = ex.records.fills
-    notional = sum(f["quantity"] * f["price"] for f in fills)
-    commission = sum(f["commission"] for f in fills)
+    fills = frames["fills"]
+    notional = float((fills["quantity"] * fills["price"]).sum())
+    commission = float(fills["commission"].sum())
     return {
         "data": data, "targets": targets, "ex": ex, "load_s": load_s, "decisions_s": dec_s,
         "execution_s": exe_s, "frames_s": frames_s, "rows": sum(f.height for f in frames.values()),
-        "orders": len(ex.records.orders), "fills": len(fills),
+        "orders": frames["orders"].height, "fills": fills.height,
         "commission_rate": commission / notional if notional else 0.0,
         "equity": [r["equity"] for r in ex.backtest_daily_equity],
     }

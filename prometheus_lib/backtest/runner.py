@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from prometheus_lib.backtest.columnar import columnar_supported, run_execution_columnar
 from prometheus_lib.config.models import PortfolioConfig, StrategyConfig
 from prometheus_lib.errors import DataValidationError
 from prometheus_lib.execution.api import ExecutionRecords, apply_execution_plan
@@ -319,21 +320,41 @@ class BookState:
 
 @dataclass
 class ExecutionRows:
-    """Rows of the execution and backtest tables over a range, and the book at its end."""
+    """Rows of the execution and backtest tables over a range, and the book at its end.
 
-    records: ExecutionRecords
-    backtest_trades: list[dict]
+    The object engine leaves row dicts in ``records`` and ``backtest_trades``; the columnar engine
+    leaves whole columns in ``columns`` (table -> column -> values). ``frames`` types either.
+    """
+
     backtest_daily_equity: list[dict]
     final: BookState
     traded_value: list[float]
+    records: ExecutionRecords | None = None
+    backtest_trades: list[dict] = field(default_factory=list)
+    columns: dict[str, dict[str, object]] | None = None
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """Return a frame per table, typed by the catalogue."""
-        out = {name: _frame(name, getattr(self.records, name)) for name in
-               ("orders", "fills", "positions_snapshots", "executed_actions")}
-        out["backtest_trades"] = _frame("backtest_trades", self.backtest_trades)
+        if self.columns is not None:
+            out = {name: _columns_frame(name, cols) for name, cols in self.columns.items()}
+        else:
+            records = self.records or ExecutionRecords()
+            out = {name: _frame(name, getattr(records, name)) for name in
+                   ("orders", "fills", "positions_snapshots", "executed_actions")}
+            out["backtest_trades"] = _frame("backtest_trades", self.backtest_trades)
         out["backtest_daily_equity"] = _frame("backtest_daily_equity", self.backtest_daily_equity)
-        return out
+        return {name: out[name] for name in EXECUTION_TABLE_ORDER}
+
+
+EXECUTION_TABLE_ORDER = ("orders", "fills", "positions_snapshots", "executed_actions", "backtest_trades",
+                         "backtest_daily_equity")
+
+
+def _columns_frame(table: str, columns: Mapping[str, object]) -> pl.DataFrame:
+    """A typed frame from whole columns (sequences or numpy arrays) of ``table``."""
+    schema = get_table(table).polars_schema
+    frame = pl.DataFrame({name: pl.Series(name, values, dtype=schema[name]) for name, values in columns.items()})
+    return frame.select([pl.col(c).cast(d) for c, d in schema.items()])
 
 
 def run_execution(
@@ -345,8 +366,25 @@ def run_execution(
     *,
     run_id: str,
     start: BookState,
+    engine: str = "auto",
 ) -> ExecutionRows:
-    """Run the book through ``sessions``: plan to each session's targets, fill, mark, record."""
+    """Run the book through ``sessions``: plan to each session's targets, fill, mark, record.
+
+    ``engine`` "auto" runs the columnar engine (prometheus_lib/backtest/columnar.py) whenever it
+    supports the book, else the object engine (``BacktestBroker`` behind
+    ``apply_execution_plan``); "objects" and "columnar" force one (both write identical rows).
+    """
+    if engine not in ("auto", "objects", "columnar"):
+        raise DataValidationError(f"engine must be 'auto', 'objects' or 'columnar', was {engine!r}")
+    if engine != "objects":
+        supported = columnar_supported(data, start, targets)
+        if engine == "columnar" and not supported:
+            raise DataValidationError(
+                "the columnar engine needs MARKET open orders only and every instrument held, ordered or "
+                "targeted in the backtest's instrument index; run with engine='objects'"
+            )
+        if supported:
+            return run_execution_columnar(data, config, portfolio, sessions, targets, run_id=run_id, start=start)
     pid = PortfolioId(portfolio.portfolio_id)
     if start.as_of is None:
         broker = BacktestBroker(config.execution, pid, start.cash, portfolio.base_currency,
@@ -406,7 +444,7 @@ def run_execution(
         open_orders, dict(broker.last_prices()),
         tuple(f for f in broker.fills() if f.order_id in open_ids),
     )
-    return ExecutionRows(records, trades, equity_rows, final, traded)
+    return ExecutionRows(equity_rows, final, traded, records=records, backtest_trades=trades)
 
 
 def _order_json(o: Order) -> dict:
@@ -415,7 +453,7 @@ def _order_json(o: Order) -> dict:
         "quantity": o.quantity, "session_date": o.session_date.isoformat(), "order_type": o.order_type.value,
         "time_in_force": o.time_in_force.value, "limit_price": o.limit_price, "stop_price": o.stop_price,
         "status": o.status.value, "filled_quantity": o.filled_quantity,
-        "average_fill_price": o.average_fill_price, "decision_id": o.decision_id,
+        "average_fill_price": o.average_fill_price, "decision_id": o.decision_id, "reason": o.reason,
     }
 
 
@@ -427,7 +465,7 @@ def order_from_json(d: Mapping, portfolio_id: str) -> Order:
         session_date=date.fromisoformat(d["session_date"]), order_type=OrderType(d["order_type"]),
         time_in_force=TimeInForce(d["time_in_force"]), limit_price=d["limit_price"], stop_price=d["stop_price"],
         status=OrderStatus(d["status"]), filled_quantity=d["filled_quantity"],
-        average_fill_price=d["average_fill_price"], decision_id=d["decision_id"],
+        average_fill_price=d["average_fill_price"], decision_id=d["decision_id"], reason=d.get("reason"),
     )
 
 

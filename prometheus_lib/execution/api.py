@@ -92,6 +92,7 @@ def apply_execution_plan(
     next_open = backtest and broker.config.fill_at == "next_open"
 
     before = dict(broker.state().positions) if backtest else {}
+    carried = broker.open_orders()  # working since an earlier session: a cancel this session is recorded too
     if next_open:
         fills.extend(broker.process_fills(market))
     elif backtest:
@@ -137,6 +138,11 @@ def apply_execution_plan(
         if o.status.value == "CANCELLED":
             records.executed_actions.append(_action(run_id, portfolio, session, stamp, mode, o, "ORDER_CANCELLED",
                                                     o.remaining_quantity, None, decision_id, o.reason))
+    for o in carried:
+        now = broker.order(o.order_id)
+        if now.status.value == "CANCELLED":
+            records.executed_actions.append(_action(run_id, portfolio, session, stamp, mode, now, "ORDER_CANCELLED",
+                                                    now.remaining_quantity, None, now.decision_id, now.reason))
     for f, pnl in zip(fills, realized or [None] * len(fills)):
         # pnl: the realised P&L of a fill that reduces a position (None when it opens or adds)
         records.fills.append({

@@ -69,9 +69,16 @@ class SlippageModel(ABC):
         """
         reference = positive(reference_price, "reference_price")
         shares = non_negative(quantity, "quantity")
-        fraction = min(self.fraction(shares, float(session_volume), float(daily_volatility)), MAX_SLIPPAGE_FRACTION)
-        price = reference * (1.0 + side.sign * fraction)
-        return price, fraction * 1e4
+        return self.fill_price_checked(side.sign, reference, shares, float(session_volume), float(daily_volatility))
+
+    def fill_price_checked(
+        self, sign: int, reference_price: float, quantity: float, session_volume: float, daily_volatility: float
+    ) -> tuple[float, float]:
+        """``fill_price`` for arguments the caller has already checked (a float reference price > 0,
+        a quantity >= 0, floats for volume and volatility) and the side's sign; the columnar
+        backtest engine's inner loop calls it."""
+        fraction = min(self.fraction(quantity, session_volume, daily_volatility), MAX_SLIPPAGE_FRACTION)
+        return reference_price * (1.0 + sign * fraction), fraction * 1e4
 
     @abstractmethod
     def fraction(self, quantity: float, session_volume: float, daily_volatility: float) -> float:
@@ -153,7 +160,6 @@ class CommissionModel(ABC):
 
     __slots__ = ()
 
-    @abstractmethod
     def commission(self, quantity: float, price: float, month_to_date_shares: float = 0.0) -> float:
         """Return the commission of one fill of ``quantity`` shares at ``price`` (>= 0).
 
@@ -172,16 +178,21 @@ class CommissionModel(ABC):
         InvalidValueError
             If an argument is NaN, infinite or out of range.
         """
+        return self.commission_checked(non_negative(quantity, "quantity"), positive(price, "price"),
+                                       non_negative(month_to_date_shares, "month_to_date_shares"))
+
+    @abstractmethod
+    def commission_checked(self, quantity: float, price: float, month_to_date_shares: float) -> float:
+        """``commission`` for float arguments the caller has already checked (quantity >= 0,
+        price > 0, month_to_date_shares >= 0); the columnar backtest engine's inner loop calls it."""
 
 
 @dataclass(frozen=True, slots=True)
 class NoCommission(CommissionModel):
     """No fee: ``commission = 0``."""
 
-    def commission(self, quantity: float, price: float, month_to_date_shares: float = 0.0) -> float:
+    def commission_checked(self, quantity: float, price: float, month_to_date_shares: float) -> float:
         """Return 0."""
-        non_negative(quantity, "quantity")
-        positive(price, "price")
         return 0.0
 
 
@@ -204,7 +215,7 @@ class PerShareCommission(CommissionModel):
         non_negative(self.minimum, "PerShareCommission.minimum")
         positive(self.maximum_pct, "PerShareCommission.maximum_pct")
 
-    def commission(self, quantity: float, price: float, month_to_date_shares: float = 0.0) -> float:
+    def commission_checked(self, quantity: float, price: float, month_to_date_shares: float) -> float:
         """Return ``min(max(per_share * quantity, minimum), maximum_pct * quantity * price)``."""
         return _per_share_fee(quantity, price, self.per_share, self.minimum, self.maximum_pct)
 
@@ -218,11 +229,9 @@ class BpsCommission(CommissionModel):
     def __post_init__(self) -> None:
         non_negative(self.bps, "BpsCommission.bps")
 
-    def commission(self, quantity: float, price: float, month_to_date_shares: float = 0.0) -> float:
+    def commission_checked(self, quantity: float, price: float, month_to_date_shares: float) -> float:
         """Return ``bps / 1e4 * quantity * price``."""
-        shares = non_negative(quantity, "quantity")
-        px = positive(price, "price")
-        return self.bps / 1e4 * shares * px
+        return self.bps / 1e4 * quantity * price
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,20 +274,20 @@ class IbkrTieredCommission(CommissionModel):
 
     def rate(self, month_to_date_shares: float) -> float:
         """Return the per-share rate of the tier ``month_to_date_shares`` is in."""
-        volume = non_negative(month_to_date_shares, "month_to_date_shares")
+        return self._rate(non_negative(month_to_date_shares, "month_to_date_shares"))
+
+    def _rate(self, volume: float) -> float:
         for up_to, rate in self.tiers:
             if volume < up_to:
                 return float(rate)
         return float(self.tiers[-1][1])  # unreachable: the last bound is inf
 
-    def commission(self, quantity: float, price: float, month_to_date_shares: float = 0.0) -> float:
+    def commission_checked(self, quantity: float, price: float, month_to_date_shares: float) -> float:
         """Return ``min(max(rate * quantity, minimum), maximum_pct * quantity * price)``."""
-        return _per_share_fee(quantity, price, self.rate(month_to_date_shares), self.minimum, self.maximum_pct)
+        return _per_share_fee(quantity, price, self._rate(month_to_date_shares), self.minimum, self.maximum_pct)
 
 
-def _per_share_fee(quantity: float, price: float, rate: float, minimum: float, maximum_pct: float) -> float:
-    shares = non_negative(quantity, "quantity")
-    px = positive(price, "price")
+def _per_share_fee(shares: float, px: float, rate: float, minimum: float, maximum_pct: float) -> float:
     if shares == 0.0:
         return 0.0
     return min(max(rate * shares, minimum), maximum_pct * shares * px)

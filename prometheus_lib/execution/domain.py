@@ -312,11 +312,7 @@ class Order:
             raise InvalidValueError(
                 f"order {self.order_id}: fill of {qty} exceeds remaining {self.remaining_quantity}"
             )
-        filled = self.filled_quantity + qty
-        done = filled >= self.quantity * (1 - _FILL_EPSILON)
-        filled = self.quantity if done else filled
-        prev_value = self.filled_quantity * (self.average_fill_price or 0.0)
-        average = (prev_value + qty * px) / (self.filled_quantity + qty)
+        filled, average, done = fill_progress(self.quantity, self.filled_quantity, self.average_fill_price, qty, px)
         status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         if status not in ALLOWED_TRANSITIONS[self.status]:
             self.transition(status)  # raises IllegalOrderTransition with the message
@@ -403,23 +399,7 @@ class Position:
         """
         dq = finite(signed_quantity, f"fill quantity of {self.instrument_id}")
         px = positive(price, f"fill price of {self.instrument_id}")
-        q0 = self.quantity
-        q1 = q0 + dq
-        if abs(q1) < 1e-9 * max(abs(q0), abs(dq), 1.0):
-            q1 = 0.0
-        realized = self.realized_pnl
-        if q0 == 0.0 or (q0 > 0) == (dq > 0):  # opening or adding
-            cost = (abs(q0) * self.average_cost + abs(dq) * px) / abs(q1) if q1 != 0.0 else 0.0
-        else:  # reducing, closing or flipping
-            closed = min(abs(dq), abs(q0))
-            realized += closed * (px - self.average_cost) * (1.0 if q0 > 0 else -1.0)
-            if q1 == 0.0:
-                cost = 0.0
-            elif (q1 > 0) == (q0 > 0):
-                cost = self.average_cost
-            else:
-                cost = px
-        return Position(self.instrument_id, q1, cost, realized)
+        return Position(self.instrument_id, *position_after(self.quantity, self.average_cost, self.realized_pnl, dq, px))
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,3 +435,42 @@ class AccountState:
     def leverage(self) -> float:
         """Gross exposure over equity (inf when equity is not positive)."""
         return self.gross_exposure / self.equity if self.equity > 0 else math.inf
+
+
+# ---------------------------------------------------------------- pure arithmetic (shared by both backtest engines)
+
+
+def fill_progress(
+    quantity: float, filled_quantity: float, average_fill_price: float | None, fill_quantity: float, fill_price: float
+) -> tuple[float, float, bool]:
+    """An order's ``(filled_quantity, average_fill_price, done)`` after a fill of ``fill_quantity`` at
+    ``fill_price``; a fill within 1e-9 of the rest completes it (``filled_quantity == quantity``)."""
+    filled = filled_quantity + fill_quantity
+    done = filled >= quantity * (1 - _FILL_EPSILON)
+    prev_value = filled_quantity * (average_fill_price or 0.0)
+    average = (prev_value + fill_quantity * fill_price) / (filled_quantity + fill_quantity)
+    return (quantity if done else filled), average, done
+
+
+def position_after(
+    quantity: float, average_cost: float, realized_pnl: float, signed_quantity: float, price: float
+) -> tuple[float, float, float]:
+    """A position's ``(quantity, average_cost, realized_pnl)`` after trading ``signed_quantity`` at
+    ``price``; see ``Position.apply_fill`` (which validates the inputs and calls this)."""
+    q0, dq, px = quantity, signed_quantity, price
+    q1 = q0 + dq
+    if abs(q1) < 1e-9 * max(abs(q0), abs(dq), 1.0):
+        q1 = 0.0
+    realized = realized_pnl
+    if q0 == 0.0 or (q0 > 0) == (dq > 0):  # opening or adding
+        cost = (abs(q0) * average_cost + abs(dq) * px) / abs(q1) if q1 != 0.0 else 0.0
+    else:  # reducing, closing or flipping
+        closed = min(abs(dq), abs(q0))
+        realized += closed * (px - average_cost) * (1.0 if q0 > 0 else -1.0)
+        if q1 == 0.0:
+            cost = 0.0
+        elif (q1 > 0) == (q0 > 0):
+            cost = average_cost
+        else:
+            cost = px
+    return q1, cost, realized

@@ -111,6 +111,23 @@ class _Book:
     equity: float
 
 
+@dataclass(frozen=True, slots=True)
+class SolvedPlan:
+    """What ``OrderPlanner.solve`` decided: the raw and lot-rounded targets, the funding scale and
+    the trade ``delta`` per instrument (signed; 0 for no order)."""
+
+    book: _Book
+    raw: np.ndarray
+    target: np.ndarray
+    scale: float
+    delta: np.ndarray
+
+    @property
+    def equity(self) -> float:
+        """The book's equity at the plan's prices (average cost where unpriced)."""
+        return self.book.equity
+
+
 class OrderPlanner:
     """Plan the orders that move a book to target weights or quantities.
 
@@ -236,21 +253,10 @@ class OrderPlanner:
             elif current[k] != 0.0 or wanted[k] != 0.0:
                 kept = f"; position of {current[k]:g} kept, marked at average cost {average_cost[k]:g}"
                 skipped[iid] = problem + (kept if current[k] != 0.0 else "")
-        priced = price > 0.0
-        mark = np.where(priced, price, average_cost)
-        equity = cash + float(current @ mark)
-
-        if by_weight:
-            if equity <= 0.0:
-                raise ExecutionError(
-                    f"cannot plan target_weights for {portfolio_id}: equity must be > 0, was {equity:g}"
-                )
-            wanted = self._cap_weights(ids, wanted, adjustments)
-            budget = equity * (1.0 - self.config.cash_buffer)
-            raw = np.divide(wanted * budget, price, out=np.zeros_like(wanted), where=priced)
-        else:
-            raw = wanted
-        target = np.where(priced, _toward_zero(raw, lots, _ROUNDING_EPSILON), current)
+        solved = self.solve(ids, current, average_cost, lots, wanted, price, cash, by_weight=by_weight,
+                            adjustments=adjustments, portfolio_id=portfolio_id)
+        book, raw, target, scale, delta = solved.book, solved.raw, solved.target, solved.scale, solved.delta
+        priced, equity = price > 0.0, book.equity
         for k in np.flatnonzero(priced & (target != raw)):
             if by_weight and target[k] == 0.0 and current[k] == 0.0:
                 skipped[ids[k]] = f"target of {raw[k]:g} units is less than one lot of {lots[k]:g}"
@@ -259,10 +265,6 @@ class OrderPlanner:
                     f"target quantity of {ids[k]} rounded toward zero from {raw[k]:g} to {target[k]:g} "
                     f"(lot {lots[k]:g})"
                 )
-
-        reduce, increase = _legs(current, target)
-        book = _Book(ids, current, price, mark, lots, reduce, increase, cash, equity)
-        scale, delta = self._fund(book, adjustments)
 
         desired = target - current
         for k in np.flatnonzero(priced & (desired != 0.0) & (delta == 0.0)):
@@ -291,6 +293,47 @@ class OrderPlanner:
             estimated_costs=costs,
             funding_scale=scale,
         )
+
+    def solve(
+        self,
+        ids: tuple[InstrumentId, ...],
+        current: np.ndarray,
+        average_cost: np.ndarray,
+        lots: np.ndarray,
+        wanted: np.ndarray,
+        price: np.ndarray,
+        cash: float,
+        *,
+        by_weight: bool = True,
+        adjustments: list[str] | None = None,
+        portfolio_id: object = "the book",
+    ) -> SolvedPlan:
+        """Steps 1-5 of the module docstring on arrays already checked: the trade per instrument.
+
+        ``ids`` sorted by id; ``price`` 0 where unpriced (no trade); ``wanted`` the target weight or
+        quantity per instrument. ``plan`` validates its inputs and calls this; the columnar
+        backtest engine calls it directly. Order emission (step 6) is the caller's: sells by
+        position in ``ids``, then buys.
+        """
+        adjustments = [] if adjustments is None else adjustments
+        priced = price > 0.0
+        mark = np.where(priced, price, average_cost)
+        equity = cash + float(current @ mark)
+        if by_weight:
+            if equity <= 0.0:
+                raise ExecutionError(
+                    f"cannot plan target_weights for {portfolio_id}: equity must be > 0, was {equity:g}"
+                )
+            wanted = self._cap_weights(ids, wanted, adjustments)
+            budget = equity * (1.0 - self.config.cash_buffer)
+            raw = np.divide(wanted * budget, price, out=np.zeros_like(wanted), where=priced)
+        else:
+            raw = wanted
+        target = np.where(priced, _toward_zero(raw, lots, _ROUNDING_EPSILON), current)
+        reduce, increase = _legs(current, target)
+        book = _Book(ids, current, price, mark, lots, reduce, increase, cash, equity)
+        scale, delta = self._fund(book, adjustments)
+        return SolvedPlan(book, raw, target, scale, delta)
 
     # ------------------------------------------------------------------ targets
 

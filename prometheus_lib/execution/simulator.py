@@ -366,7 +366,7 @@ class MarketSimulator:
 
     def _session_book(self, market: MarketSnapshot) -> _SessionBook:
         reference = getattr(market, self._field)
-        equity, gross = self._cash, 0.0
+        values = []
         for instrument_id, position in self._positions.items():
             if position.is_flat:
                 continue
@@ -374,14 +374,18 @@ class MarketSimulator:
             price = float(reference[k]) if k >= 0 else math.nan
             if not (math.isfinite(price) and price > 0):
                 price = self._value_price(instrument_id, position)
-            equity += position.quantity * price
-            gross += abs(position.quantity) * price
-        return _SessionBook(equity, gross)
+            values.append(position.quantity * price)
+        # Exactly rounded sums: the valuation does not depend on the order positions were opened in.
+        return _SessionBook(self._cash + math.fsum(values), math.fsum(abs(v) for v in values))
 
     def _execute_one(self, order: Order, market: MarketSnapshot, book: _SessionBook) -> tuple[Order, Fill | None]:
         config = self.config
         k = _column(market, order.instrument_id)
-        blocked = self._untradable_reason(order, market, k)
+        blocked = (
+            f"no fill: {order.instrument_id} is not in the market data of {market.session_date}" if k < 0
+            else untradable_reason(order.instrument_id, self._field, market.session_date,
+                                   float(getattr(market, self._field)[k]), bool(market.halted[k]), float(market.volume[k]))
+        )
         if blocked is not None:
             return self._carry_or_cancel(order, blocked), None
         reference = float(getattr(market, self._field)[k])
@@ -402,15 +406,13 @@ class MarketSimulator:
             left = book.volume_left.setdefault(k, config.max_participation * volume)
             if left < wanted:
                 capped = max(left, 0.0)
-                volume_reason = (
-                    f"volume cap: at most {config.max_participation:g} of volume {volume:g} "
-                    f"of {order.instrument_id} on {market.session_date}"
-                )
-        quantity = self._round_lot(capped)
+                volume_reason = volume_cap_reason(config.max_participation, volume, order.instrument_id,
+                                                  market.session_date)
+        quantity = round_to_lot(capped, config.lot_size)
         if quantity <= 0:
             if volume_reason is not None:
                 return self._carry_or_cancel(order, f"no fill: {volume_reason}"), None
-            return order.transition(OrderStatus.CANCELLED, self._odd_lot_reason(wanted)), None
+            return order.transition(OrderStatus.CANCELLED, odd_lot_reason(wanted, config.lot_size)), None
 
         def slip(shares: float) -> tuple[float, float]:
             return self._slippage.fill_price(order.side, reference, shares, volume, volatility)
@@ -437,42 +439,21 @@ class MarketSimulator:
             return order.transition(OrderStatus.CANCELLED, funding_reason), fill
         if volume_reason is not None:
             return self._carry_or_cancel(order, volume_reason), fill
-        return order.transition(OrderStatus.CANCELLED, self._odd_lot_reason(order.remaining_quantity)), fill
-
-    def _untradable_reason(self, order: Order, market: MarketSnapshot, k: int) -> str | None:
-        day = market.session_date
-        if k < 0:
-            return f"no fill: {order.instrument_id} is not in the market data of {day}"
-        price = float(getattr(market, self._field)[k])
-        if not (math.isfinite(price) and price > 0):
-            return f"no fill: {self._field} of {order.instrument_id} on {day} is {price:g}"
-        if bool(market.halted[k]):
-            return f"no fill: {order.instrument_id} is halted on {day}"
-        volume = float(market.volume[k])
-        if math.isfinite(volume) and volume <= 0:
-            return f"no fill: {order.instrument_id} did not trade on {day} (volume {volume:g})"
-        return None
+        return order.transition(OrderStatus.CANCELLED, odd_lot_reason(order.remaining_quantity, config.lot_size)), fill
 
     def _is_triggered(self, order: Order) -> bool:
         return order.order_id in self._triggered or order.filled_quantity > 0
 
     def _carry_or_cancel(self, order: Order, reason: str) -> Order:
         if self.config.remainder == "carry":
-            return replace(order, reason=f"{reason}; carried")
-        return order.transition(OrderStatus.CANCELLED, f"{reason}; remainder cancelled")
+            return replace(order, reason=carried_reason(reason))
+        return order.transition(OrderStatus.CANCELLED, cancelled_reason(reason))
 
     @staticmethod
     def _unmet(order: Order, reason: str) -> Order:
         if order.time_in_force is TimeInForce.DAY:
             return order.transition(OrderStatus.CANCELLED, f"DAY order expired: {reason}")
         return replace(order, reason=reason)
-
-    def _odd_lot_reason(self, remaining: float) -> str:
-        return f"remaining quantity {remaining:g} is below the lot size {self.config.lot_size}; cancelled"
-
-    def _round_lot(self, quantity: float) -> float:
-        lot = self.config.lot_size
-        return math.floor(quantity / lot + _LOT_EPSILON) * lot
 
     def _fund(
         self, order: Order, quantity: float, slip: Callable[[float], tuple[float, float]], book: _SessionBook
@@ -494,21 +475,9 @@ class MarketSimulator:
 
         if affordable(quantity):
             return quantity, None
-        lot = self.config.lot_size
-        low, high = int(math.floor(reducing / lot + _LOT_EPSILON)), round(quantity / lot)  # low fits, high does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            if affordable(middle * lot):
-                low = middle
-            else:
-                high = middle
-        funded = float(low * lot)
-        reason = (
-            f"insufficient buying power: {budget:.2f} {self.currency} funds {funded:g} of {quantity:g} "
-            f"{order.instrument_id} including commission (max_leverage {self.config.max_leverage:g}); "
-            "remainder cancelled"
-        )
-        return funded, reason
+        funded = largest_affordable(quantity, reducing, self.config.lot_size, affordable)
+        return funded, buying_power_reason(budget, self.currency, funded, quantity, order.instrument_id,
+                                           self.config.max_leverage)
 
     def _fill(self, order: Order, quantity: float, price: float, slippage_bps: float, session_date: date) -> Fill:
         n = self._fill_counts.get(order.order_id, 0) + 1
@@ -552,6 +521,69 @@ class MarketSimulator:
                 f"portfolio {self.portfolio_id}: sessions must be processed in order; "
                 f"got {market.session_date} after {self._as_of}"
             )
+
+
+# ---------------------------------------------------------------- rules shared with the columnar engine
+# (prometheus_lib/backtest/columnar.py fills market orders with the same rules and the same words)
+
+
+def round_to_lot(quantity: float, lot: int) -> float:
+    """``quantity`` rounded down to a multiple of ``lot`` (float noise does not lose a lot)."""
+    return math.floor(quantity / lot + _LOT_EPSILON) * lot
+
+
+def largest_affordable(quantity: float, reducing: float, lot: int, affordable: Callable[[float], bool]) -> float:
+    """The largest multiple of ``lot`` up to ``quantity`` that ``affordable`` accepts, by bisection;
+    ``affordable`` is monotone and accepts anything up to ``reducing`` and rejects ``quantity``."""
+    low, high = int(math.floor(reducing / lot + _LOT_EPSILON)), round(quantity / lot)  # low fits, high does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if affordable(middle * lot):
+            low = middle
+        else:
+            high = middle
+    return float(low * lot)
+
+
+def untradable_reason(instrument_id: object, field: str, day: date, price: float, halted: bool,
+                      volume: float) -> str | None:
+    """Why an instrument in the market data cannot trade at ``field`` on ``day`` (None when it can)."""
+    if not (math.isfinite(price) and price > 0):
+        return f"no fill: {field} of {instrument_id} on {day} is {price:g}"
+    if halted:
+        return f"no fill: {instrument_id} is halted on {day}"
+    if math.isfinite(volume) and volume <= 0:
+        return f"no fill: {instrument_id} did not trade on {day} (volume {volume:g})"
+    return None
+
+
+def volume_cap_reason(max_participation: float, volume: float, instrument_id: object, day: date) -> str:
+    """The reason a fill was capped by the participation limit."""
+    return f"volume cap: at most {max_participation:g} of volume {volume:g} of {instrument_id} on {day}"
+
+
+def odd_lot_reason(remaining: float, lot: int) -> str:
+    """The reason a remainder below one lot is cancelled."""
+    return f"remaining quantity {remaining:g} is below the lot size {lot}; cancelled"
+
+
+def buying_power_reason(budget: float, currency: str, funded: float, quantity: float, instrument_id: object,
+                        max_leverage: float) -> str:
+    """The reason a fill was cut to what the buying power funds."""
+    return (
+        f"insufficient buying power: {budget:.2f} {currency} funds {funded:g} of {quantity:g} "
+        f"{instrument_id} including commission (max_leverage {max_leverage:g}); remainder cancelled"
+    )
+
+
+def carried_reason(reason: str) -> str:
+    """An unfilled part kept working (``remainder: carry``)."""
+    return f"{reason}; carried"
+
+
+def cancelled_reason(reason: str) -> str:
+    """An unfilled part cancelled (``remainder: cancel``)."""
+    return f"{reason}; remainder cancelled"
 
 
 def _column(market: MarketSnapshot, instrument_id: InstrumentId) -> int:

@@ -1,0 +1,578 @@
+"""The columnar execution engine: ``run_execution``'s fast path for a backtest book.
+
+The object engine (``BacktestBroker`` + ``MarketSimulator`` behind ``apply_execution_plan``) models
+every order, fill and position as an immutable, validated value and every order move as a
+state-machine transition. That is the broker interface PAPER and LIVE share, and it costs about
+130 µs per order: a ten-year daily backtest places ~120,000 of them. A backtest book only ever
+trades the planner's MARKET DAY orders (and the remainders a volume cap carries), so this engine
+runs the *same rules* on plain floats over the instrument index and writes the rows column by
+column:
+
+* the plan is ``OrderPlanner.solve`` (the object engine's planner, minus building ``Order``s);
+* fills follow ``MarketSimulator``'s rules through the functions it shares from
+  ``prometheus_lib.execution.simulator`` (lot rounding, funding by bisection, the reason texts),
+  the same slippage and commission models, and the same position and order arithmetic
+  (``position_after``, ``fill_progress`` in ``prometheus_lib.execution.domain``);
+* valuations use the same exactly rounded sums, so both engines agree to the bit.
+
+``run_execution`` picks this engine when it can (``columnar_supported``): every carried open order
+is a MARKET order and every instrument held, ordered or targeted is in the index; otherwise it
+runs the object engine. tests/lib/backtest/test_columnar_engine.py checks that both engines
+write identical rows and end with identical books over fill timings, volume caps with carry and
+cancel, lots, minimum trades, leverage, the commission and slippage models, halts, missing prices
+and resumed books.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time, timezone
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from prometheus_lib.errors import ExecutionError
+from prometheus_lib.execution.costs import build_commission_model, build_slippage_model
+from prometheus_lib.execution.domain import (
+    Fill,
+    FillId,
+    InstrumentId,
+    Money,
+    Order,
+    OrderId,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PortfolioId,
+    Position,
+    TimeInForce,
+    fill_progress,
+    position_after,
+)
+from prometheus_lib.execution.planner import OrderPlanner
+from prometheus_lib.execution.simulator import (
+    buying_power_reason,
+    cancelled_reason,
+    carried_reason,
+    largest_affordable,
+    odd_lot_reason,
+    round_to_lot,
+    untradable_reason,
+    volume_cap_reason,
+)
+
+if TYPE_CHECKING:
+    from prometheus_lib.backtest.runner import BacktestData, BookState, ExecutionRows
+    from prometheus_lib.config.models import PortfolioConfig, StrategyConfig
+
+MODE = "BACKTEST"
+_SUBMITTED, _PARTIAL, _FILLED, _CANCELLED, _REJECTED = (
+    OrderStatus.SUBMITTED.value, OrderStatus.PARTIALLY_FILLED.value, OrderStatus.FILLED.value,
+    OrderStatus.CANCELLED.value, OrderStatus.REJECTED.value,
+)
+_SIDE = {1: OrderSide.BUY, -1: OrderSide.SELL}
+
+# Columns of the execution tables, in the order the object engine writes them.
+TABLE_COLUMNS = {
+    "orders": ("order_id", "portfolio_id", "session_date", "created_at", "instrument_id", "side", "order_type",
+               "time_in_force", "quantity", "limit_price", "stop_price", "status", "mode", "decision_id", "run_id",
+               "metadata"),
+    "fills": ("fill_id", "order_id", "session_date", "filled_at", "instrument_id", "side", "quantity", "price",
+              "commission", "slippage_bps", "portfolio_id", "mode", "run_id", "metadata"),
+    "executed_actions": ("action_id", "decision_id", "session_date", "portfolio_id", "instrument_id", "action_type",
+                         "quantity", "price", "notional", "mode", "run_id", "created_at", "metadata"),
+    "positions_snapshots": ("portfolio_id", "session_date", "instrument_id", "mode", "snapshot_at", "quantity",
+                            "avg_cost", "market_value", "unrealized_pnl", "realized_pnl", "run_id", "metadata"),
+    "backtest_trades": ("run_id", "trade_id", "session_date", "instrument_id", "side", "quantity", "price",
+                        "commission", "pnl", "strategy_id", "sleeve_id"),
+}
+
+
+def _jnum(x: float | None) -> str:
+    # json.dumps writes a float with float.__repr__ and None as null; the rows must be byte-equal.
+    return "null" if x is None else float.__repr__(float(x))
+
+
+def _jstr(s: str | None) -> str:
+    return "null" if s is None else json.dumps(s)
+
+
+class _Working:
+    """A working order: what the object engine's ``Order`` holds, mutable and unvalidated."""
+
+    __slots__ = ("order_id", "k", "sign", "quantity", "session_date", "filled", "average", "reason", "decision_id",
+                 "status", "fills")
+
+    def __init__(self, order_id: str, k: int, sign: int, quantity: float, session_date: date,
+                 decision_id: str | None, filled: float = 0.0, average: float | None = None,
+                 reason: str | None = None, status: str = _SUBMITTED) -> None:
+        self.order_id, self.k, self.sign, self.quantity = order_id, k, sign, quantity
+        self.session_date, self.decision_id = session_date, decision_id
+        self.filled, self.average, self.reason, self.status = filled, average, reason, status
+        # (sequence number, fill, session) of the order's fills: Fill objects for a still-open order
+        # are built once, at the end (a resumed book needs them to number its next fills)
+        self.fills: list[tuple[int, object, date]] = []
+
+
+def columnar_supported(data: BacktestData, start: BookState, targets: Mapping[date, Mapping]) -> bool:
+    """True when the columnar engine can run this book: MARKET open orders only, and every
+    instrument held, ordered or targeted in ``data.index``."""
+    idx = data.index
+    if any(o.order_type is not OrderType.MARKET for o in start.open_orders):
+        return False
+    names = {str(i) for i in start.positions} | {str(o.instrument_id) for o in start.open_orders}
+    for weights in targets.values():
+        names.update(str(i) for i in weights)
+    return all(idx.position(n) is not None for n in names)
+
+
+def run_execution_columnar(
+    data: BacktestData,
+    config: StrategyConfig,
+    portfolio: PortfolioConfig,
+    sessions: Sequence[date],
+    targets: Mapping[date, Mapping[InstrumentId, float]],
+    *,
+    run_id: str,
+    start: BookState,
+) -> ExecutionRows:
+    """``run_execution`` on the columnar engine; same arguments, same rows, same end book."""
+    book = _ColumnarBook(data, config, portfolio, run_id, start)
+    for session in sessions:
+        book.session(session, targets.get(session, {}))
+    return book.result()
+
+
+class _ColumnarBook:
+    def __init__(self, data: BacktestData, config: StrategyConfig, portfolio: PortfolioConfig, run_id: str,
+                 start: BookState) -> None:
+        ex = config.execution
+        self.data, self.config, self.ex, self.run_id = data, config, ex, run_id
+        self.strategy_id = config.strategy_id
+        self.portfolio = portfolio.portfolio_id
+        self.currency = Money(0.0, portfolio.base_currency).currency
+        self.ids = list(data.index.ids)
+        n = len(self.ids)
+        self.pos = {iid: k for k, iid in enumerate(self.ids)}
+        self.rank = np.argsort(np.argsort(np.array(self.ids, dtype=object), kind="stable"), kind="stable")
+        self.planner = OrderPlanner(ex, max_position_weight=config.max_position_weight)
+        lots = [data.lot_sizes.get(InstrumentId(i), ex.lot_size) for i in self.ids]
+        self.lots = np.array([self.planner._lot_size(i, {i: lot}) for i, lot in zip(self.ids, lots)], dtype=float)
+        self.slippage = build_slippage_model(ex.slippage)
+        self.commission = build_commission_model(ex.commission)
+        self.next_open = ex.fill_at == "next_open"
+        self.field = "open" if self.next_open else "close"
+
+        # the book, per instrument; lp is NaN where no price was ever seen
+        self.q, self.c, self.r = [0.0] * n, [0.0] * n, [0.0] * n
+        self.lp = [math.nan] * n
+        self.in_book: dict[int, None] = {}  # instruments with a position entry (flat ones keep realised P&L)
+        for iid, p in start.positions.items():
+            k = self.pos[str(iid)]
+            if p.instrument_id != iid:
+                raise ExecutionError(f"positions[{iid}] holds a position of {p.instrument_id}")
+            self.q[k], self.c[k], self.r[k] = p.quantity, p.average_cost, p.realized_pnl
+            self.in_book[k] = None
+        for iid, px in start.last_prices.items():
+            self.lp[self.pos[str(iid)]] = float(px)
+        self.cash = float(start.cash)
+        self.as_of = start.as_of
+        self.month = (start.as_of.year, start.as_of.month) if start.as_of is not None else None
+        self.month_shares = float(start.month_to_date_shares)
+        self.peak = start.peak_equity
+        self.fill_seq = 0
+        self.working: list[_Working] = []
+        by_order: dict[str, list[Fill]] = {}
+        for f in start.open_order_fills:
+            by_order.setdefault(str(f.order_id), []).append(f)
+        for o in start.open_orders:
+            w = _Working(str(o.order_id), self.pos[str(o.instrument_id)], o.side.sign, o.quantity, o.session_date,
+                         o.decision_id, o.filled_quantity, o.average_fill_price, o.reason, o.status.value)
+            for f in by_order.get(w.order_id, []):
+                w.fills.append((self._next_seq(), f, f.session_date))
+            self.working.append(w)
+        self.fill_counts = {oid: len(fs) for oid, fs in by_order.items()}
+
+        self.rows: dict[str, list[tuple]] = {t: [] for t in TABLE_COLUMNS}  # row tuples, transposed at the end
+        self.snapshots: list[tuple] = []  # per session: column arrays of positions_snapshots
+        self.equity_rows: list[dict] = []
+        self.traded: list[float] = []
+
+    def _next_seq(self) -> int:
+        self.fill_seq += 1
+        return self.fill_seq
+
+    # ------------------------------------------------------------ one session
+
+    def session(self, session: date, weights: Mapping[InstrumentId, float]) -> None:
+        data, run_id, pf = self.data, self.run_id, self.portfolio
+        data.tm.advance_to(session)
+        market = data.snapshot()
+        if self.as_of is not None and session < self.as_of:
+            raise ExecutionError(
+                f"portfolio {pf}: sessions must be processed in order; got {session} after {self.as_of}"
+            )
+        close = market.close.tolist()
+        stamp = datetime.combine(session, time(21, 0), tzinfo=timezone.utc)
+        q_before, r_before = self.q[:], self.r[:]
+        decision_id = f"{run_id}:{self.strategy_id}:{session.isoformat()}"
+        fills: list[tuple] = []
+        carried = list(self.working)  # working since an earlier session: a cancel this session is recorded too
+        if self.next_open:
+            fills.extend(self._execute(market, session))
+        self._mark(close, session)
+
+        # the plan: the book plus what working orders will still trade, at the session's closes
+        cur = {k: self.q[k] for k in self.in_book if self.q[k] != 0.0}
+        avg = {k: self.c[k] for k in cur}
+        pending = 0.0
+        for w in self.working:
+            px = close[w.k]
+            if not (math.isfinite(px) and px > 0):
+                continue
+            qty = w.sign * max(w.quantity - w.filled, 0.0)
+            pending += qty * px
+            if w.k in cur:
+                cur[w.k] = cur[w.k] + qty
+            else:
+                cur[w.k], avg[w.k] = qty, px
+        wanted_of = {}
+        for iid, wt in weights.items():
+            k = self.pos[str(iid)]
+            wt = float(wt)
+            if not (math.isfinite(wt) and wt >= 0.0):
+                self.planner._target(iid, wt, True)  # raises with the object engine's message
+            wanted_of[k] = wt
+        plan_ks = sorted({k for k, v in cur.items() if v != 0.0} | set(wanted_of), key=self.rank.__getitem__)
+        orders: list[tuple[_Working | None, tuple]] = []
+        if plan_ks:
+            current = np.array([cur.get(k, 0.0) for k in plan_ks])
+            cost = np.array([avg.get(k, 0.0) for k in plan_ks])
+            px = np.array([close[k] for k in plan_ks])
+            price = np.where(np.isfinite(px) & (px > 0), px, 0.0)
+            wanted = np.array([wanted_of.get(k, 0.0) for k in plan_ks])
+            solved = self.planner.solve(tuple(self.ids[k] for k in plan_ks), current, cost, self.lots[plan_ks],
+                                        wanted, price, self.cash - pending, portfolio_id=PortfolioId(pf))
+            delta = solved.delta
+            prefix = f"{run_id}:{pf}:{session.isoformat()}:O"
+            lot = self.ex.lot_size
+            emission = [*np.flatnonzero(delta < 0.0).tolist(), *np.flatnonzero(delta > 0.0).tolist()]
+            for n, j in enumerate(emission, start=1):
+                d = float(delta[j])
+                k, qty, sign = plan_ks[j], abs(d), (1 if d > 0.0 else -1)
+                oid = f"{prefix}{n:05d}"
+                if qty < lot:  # the broker's one rejection a planned order can meet
+                    orders.append((None, (oid, k, sign, qty, f"quantity {qty:g} is below one lot ({lot})")))
+                    continue
+                w = _Working(oid, k, sign, qty, session, decision_id)
+                self.working.append(w)
+                orders.append((w, ()))
+        if not self.next_open:
+            fills.extend(self._execute(market, session))
+            self._mark(close, session)
+
+        realized = self._realized_by_fill(fills, q_before, r_before)
+        self._record(session, stamp, decision_id, orders, carried, fills, realized, close, q_before)
+
+        # the account after the session, and its equity row
+        cash = self.cash
+        vals, unreal = [], []
+        for k in self.in_book:
+            qk = self.q[k]
+            if qk != 0.0:
+                lp = self.lp[k]
+                pv = lp if lp == lp else self.c[k]
+                vals.append(qk * pv)
+                unreal.append(qk * (pv - self.c[k]))
+        positions_value = math.fsum(vals)
+        gross = math.fsum(abs(v) for v in vals)
+        equity = cash + positions_value
+        self.peak = max(self.peak, equity)
+        value = float(sum(f[3] * f[4] for f in fills))
+        self.traded.append(value)
+        self.equity_rows.append({
+            "run_id": run_id, "session_date": session, "equity": equity, "cash": cash,
+            "drawdown": equity / self.peak - 1.0,
+            "exposure_metrics_json": json.dumps({
+                "gross_exposure": gross, "net_exposure": positions_value,
+                "leverage": gross / equity if equity > 0 else None,
+                "holdings": len(vals), "traded_value": value,
+                "commission": float(sum(f[5] for f in fills)),
+                "orders": len(orders), "fills": len(fills),
+                "month_to_date_shares": self.month_to_date_shares, "peak_equity": self.peak,
+                "open_orders": [self._order_json(w) for w in self.working],
+            }),
+        })
+
+    def _mark(self, close: list[float], session: date) -> None:
+        q, lp = self.q, self.lp
+        for k in self.in_book:
+            if q[k] != 0.0:
+                c = close[k]
+                if c == c and c > 0 and c != math.inf:
+                    lp[k] = c
+        self.as_of = session
+
+    @property
+    def month_to_date_shares(self) -> float:
+        if self.month is None:
+            return 0.0
+        if self.as_of is not None and self.month < (self.as_of.year, self.as_of.month):
+            return 0.0
+        return self.month_shares
+
+    # ------------------------------------------------------------ fills (MarketSimulator.execute's rules)
+
+    def _execute(self, market, session: date) -> list[tuple]:
+        month = (session.year, session.month)
+        if self.month != month:
+            self.month, self.month_shares = month, 0.0
+        ref_l = getattr(market, self.field).tolist()
+        volume_l = market.volume.tolist()
+        dvol_l = market.daily_volatility.tolist()
+        halted_l = market.halted.tolist()
+        q, c, r, lp = self.q, self.c, self.r, self.lp
+        values = []
+        for k in self.in_book:
+            if q[k] != 0.0:
+                px = ref_l[k]
+                if not (math.isfinite(px) and px > 0):
+                    px = lp[k] if lp[k] == lp[k] else c[k]
+                values.append(q[k] * px)
+        equity = self.cash + math.fsum(values)
+        gross = math.fsum(abs(v) for v in values)
+
+        ex, ids, field, day = self.ex, self.ids, self.field, session
+        lot, maxp, lev, carry = ex.lot_size, ex.max_participation, ex.max_leverage, ex.remainder == "carry"
+        slippage, commission = self.slippage.fill_price_checked, self.commission.commission_checked
+        eligible = (lambda w: w.session_date < day) if self.next_open else (lambda w: w.session_date <= day)
+        sequence = [w for w in self.working if w.sign < 0 and eligible(w)]
+        sequence += [w for w in self.working if w.sign > 0 and eligible(w)]
+        volume_left: dict[int, float] = {}
+        fills: list[tuple] = []
+        for w in sequence:
+            k = w.k
+            iid = ids[k]
+            ref, volume, vola = ref_l[k], volume_l[k], dvol_l[k]
+            blocked = untradable_reason(iid, field, day, ref, halted_l[k], volume)
+            if blocked is not None:
+                self._carry_or_cancel(w, blocked, carry)
+                continue
+            wanted = max(w.quantity - w.filled, 0.0)
+            capped, volume_reason = wanted, None
+            if maxp is not None and math.isfinite(volume):
+                left = volume_left.setdefault(k, maxp * volume)
+                if left < wanted:
+                    capped = max(left, 0.0)
+                    volume_reason = volume_cap_reason(maxp, volume, iid, day)
+            quantity = round_to_lot(capped, lot)
+            if quantity <= 0:
+                if volume_reason is not None:
+                    self._carry_or_cancel(w, f"no fill: {volume_reason}", carry)
+                else:
+                    w.status, w.reason = _CANCELLED, odd_lot_reason(wanted, lot)
+                continue
+            sign = w.sign
+            funding_reason = None
+            reducing = min(quantity, max(-w.sign * q[k], 0.0))
+            if quantity > reducing:
+                budget = max(equity * lev - gross, 0.0)
+                month_shares = self.month_shares
+
+                def affordable(shares: float) -> bool:
+                    if shares <= reducing:
+                        return True
+                    fp, _ = slippage(sign, ref, shares, volume, vola)
+                    return (shares - reducing) * fp + commission(shares, fp, month_shares) <= budget
+
+                if not affordable(quantity):
+                    funded = largest_affordable(quantity, reducing, lot, affordable)
+                    funding_reason = buying_power_reason(budget, self.currency, funded, quantity, iid, lev)
+                    quantity = funded
+                    if quantity <= 0:
+                        w.status, w.reason = _CANCELLED, funding_reason
+                        continue
+            price, bps = slippage(sign, ref, quantity, volume, vola)
+            n = self.fill_counts.get(w.order_id, 0) + 1
+            fee = commission(quantity, price, self.month_shares)
+            q0 = q[k]
+            q1, c[k], r[k] = position_after(q0, c[k], r[k], w.sign * quantity, price)
+            q[k] = q1
+            self.in_book[k] = None
+            cash_flow = -w.sign * (quantity * price) - fee
+            self.cash += cash_flow
+            self.month_shares += quantity
+            self.fill_counts[w.order_id] = n
+            lp[k] = ref
+            equity += cash_flow + (q1 - q0) * ref
+            gross += (abs(q1) - abs(q0)) * ref
+            if k in volume_left:
+                volume_left[k] -= quantity
+            fill = (f"{w.order_id}-F{n}", w, k, quantity, price, fee, bps)
+            fills.append(fill)
+            seq = self._next_seq()
+            w.filled, w.average, done = fill_progress(w.quantity, w.filled, w.average, quantity, price)
+            if done:
+                w.status = _FILLED
+                continue
+            w.status = _PARTIAL
+            if funding_reason is not None:
+                w.status, w.reason = _CANCELLED, funding_reason
+            elif volume_reason is not None:
+                self._carry_or_cancel(w, volume_reason, carry)
+            else:
+                w.status, w.reason = _CANCELLED, odd_lot_reason(max(w.quantity - w.filled, 0.0), lot)
+            if w.status == _PARTIAL:  # still working: keep its fills for the end book
+                w.fills.append((seq, fill, day))
+        self.working = [w for w in self.working if w.status in (_SUBMITTED, _PARTIAL)]
+        return fills
+
+    @staticmethod
+    def _carry_or_cancel(w: _Working, reason: str, carry: bool) -> None:
+        if carry:
+            w.reason = carried_reason(reason)
+        else:
+            w.status, w.reason = _CANCELLED, cancelled_reason(reason)
+
+    def _fill_object(self, f: tuple | Fill, w: _Working, day: date | None) -> Fill:
+        if isinstance(f, Fill):
+            return f
+        fill_id, _, k, quantity, price, fee, bps = f
+        return Fill(FillId(fill_id), OrderId(w.order_id), PortfolioId(self.portfolio), InstrumentId(self.ids[k]),
+                    _SIDE[w.sign], quantity, price, fee, day, bps)
+
+    def _realized_by_fill(self, fills: list[tuple], q_before: list[float], r_before: list[float]) -> list:
+        """``apply_execution_plan``'s split of each instrument's realised P&L move over its reducing fills."""
+        out: list[float | None] = [None] * len(fills)
+        by_k: dict[int, list[int]] = {}
+        for j, f in enumerate(fills):
+            by_k.setdefault(f[2], []).append(j)
+        for k, js in by_k.items():
+            move = self.r[k] - r_before[k]
+            qq = q_before[k]
+            reducing = []
+            for j in js:
+                signed = fills[j][1].sign * fills[j][3]
+                if qq != 0.0 and (qq > 0) != (signed > 0):
+                    reducing.append(j)
+                qq += signed
+            total = sum(fills[j][3] for j in reducing)
+            for j in reducing:
+                out[j] = move * fills[j][3] / total if total else 0.0
+        return out
+
+    # ------------------------------------------------------------ rows
+
+    def _record(self, session: date, stamp: datetime, decision_id: str, orders: list, carried: list[_Working],
+                fills: list[tuple], realized: list, close: list[float], q_before: list[float]) -> None:
+        run_id, pf, ids = self.run_id, self.portfolio, self.ids
+        add_order, add_fill = self.rows["orders"].append, self.rows["fills"].append
+        add_action, add_trade = self.rows["executed_actions"].append, self.rows["backtest_trades"].append
+        for w, rejected in orders:
+            if w is None:
+                oid, k, sign, qty, reason = rejected
+                status, filled = _REJECTED, 0.0
+            else:
+                oid, k, sign, qty, reason, status, filled = w.order_id, w.k, w.sign, w.quantity, w.reason, w.status, w.filled
+            side = "BUY" if sign > 0 else "SELL"
+            iid = ids[k]
+            add_order((oid, pf, session, stamp, iid, side, "MARKET", "DAY", qty, None, None, status, MODE, decision_id,
+                       run_id, f'{{"filled_quantity": {_jnum(filled)}, "reason": {_jstr(reason)}}}'))
+            meta = f'{{"reason": {_jstr(reason)}}}'
+            kind = "ORDER_REJECTED" if status == _REJECTED else "ORDER_SUBMITTED"
+            add_action((f"{oid}:{kind}", decision_id, session, pf, iid, kind, sign * qty, None, None, MODE, run_id,
+                        stamp, meta))
+            if status == _CANCELLED:
+                add_action((f"{oid}:ORDER_CANCELLED", decision_id, session, pf, iid, "ORDER_CANCELLED",
+                            sign * max(qty - filled, 0.0), None, None, MODE, run_id, stamp, meta))
+        for w in carried:
+            if w.status == _CANCELLED:
+                add_action((f"{w.order_id}:ORDER_CANCELLED", w.decision_id, session, pf, ids[w.k], "ORDER_CANCELLED",
+                            w.sign * max(w.quantity - w.filled, 0.0), None, None, MODE, run_id, stamp,
+                            f'{{"reason": {_jstr(w.reason)}}}'))
+        strategy_id = self.strategy_id
+        for f, pnl in zip(fills, realized):
+            fill_id, w, k, quantity, price, fee, bps = f
+            side = "BUY" if w.sign > 0 else "SELL"
+            iid = ids[k]
+            add_fill((fill_id, w.order_id, session, stamp, iid, side, quantity, price, fee, bps, pf, MODE, run_id,
+                      f'{{"realized_pnl": {_jnum(pnl)}}}'))
+            add_action((f"{fill_id}:FILL", decision_id, session, pf, iid, "FILL", w.sign * quantity, price,
+                        quantity * price, MODE, run_id, stamp,
+                        f'{{"order_id": {_jstr(w.order_id)}, "commission": {_jnum(fee)}}}'))
+            pnl = None if pnl is None or not math.isfinite(pnl) else float(pnl)
+            add_trade((run_id, fill_id, session, iid, side, quantity, price, fee, pnl, strategy_id, pf))
+        # positions: every held instrument at the close (last known close, else average cost),
+        # then one quantity-0 row for each position closed this session
+        held = sorted((k for k in self.in_book if self.q[k] != 0.0), key=self.rank.__getitem__)
+        closed = sorted((k for k in self.in_book if q_before[k] != 0.0 and self.q[k] == 0.0),
+                        key=self.rank.__getitem__)
+        if held or closed:
+            qh = np.array([self.q[k] for k in held])
+            ch = np.array([self.c[k] for k in held])
+            px = np.array([close[k] for k in held])
+            lp = np.array([self.lp[k] for k in held])
+            px = np.where(np.isfinite(px) & (px > 0), px, np.where(np.isnan(lp), ch, lp))
+            zeros = np.zeros(len(closed))
+            self.snapshots.append((
+                session, stamp, [ids[k] for k in held] + [ids[k] for k in closed],
+                np.concatenate([qh, zeros]), np.concatenate([ch, zeros]), np.concatenate([qh * px, zeros]),
+                np.concatenate([qh * (px - ch), zeros]),
+                np.array([self.r[k] for k in held] + [self.r[k] for k in closed]),
+                [None] * len(held) + ['{"closed": true}'] * len(closed),
+            ))
+
+    def _order_json(self, w: _Working) -> dict:
+        return {
+            "order_id": w.order_id, "instrument_id": self.ids[w.k], "side": "BUY" if w.sign > 0 else "SELL",
+            "quantity": w.quantity, "session_date": w.session_date.isoformat(), "order_type": "MARKET",
+            "time_in_force": "DAY", "limit_price": None, "stop_price": None, "status": w.status,
+            "filled_quantity": w.filled, "average_fill_price": w.average, "decision_id": w.decision_id,
+            "reason": w.reason,
+        }
+
+    # ------------------------------------------------------------ the result
+
+    def result(self) -> ExecutionRows:
+        from prometheus_lib.backtest.runner import BookState, ExecutionRows
+
+        columns: dict[str, dict[str, object]] = {}
+        for table, rows in self.rows.items():
+            if table == "positions_snapshots":
+                continue
+            names = TABLE_COLUMNS[table]
+            columns[table] = dict(zip(names, zip(*rows))) if rows else {c: () for c in names}
+        snaps = self.snapshots
+        sizes = [len(s[2]) for s in snaps]
+        stack = (lambda j: np.concatenate([s[j] for s in snaps])) if snaps else (lambda j: np.zeros(0))
+        columns["positions_snapshots"] = {
+            "portfolio_id": [self.portfolio] * sum(sizes),
+            "session_date": np.repeat(np.array([s[0] for s in snaps], dtype="datetime64[D]"), sizes),
+            "instrument_id": [i for s in snaps for i in s[2]],
+            "mode": [MODE] * sum(sizes),
+            "snapshot_at": [stamp for s, m in zip(snaps, sizes) for stamp in [s[1]] * m],
+            "quantity": stack(3), "avg_cost": stack(4), "market_value": stack(5), "unrealized_pnl": stack(6),
+            "realized_pnl": stack(7),
+            "run_id": [self.run_id] * sum(sizes),
+            "metadata": [x for s in snaps for x in s[8]],
+        }
+        pid = PortfolioId(self.portfolio)
+        open_orders = tuple(
+            Order(OrderId(w.order_id), pid, InstrumentId(self.ids[w.k]), _SIDE[w.sign], w.quantity, w.session_date,
+                  OrderType.MARKET, TimeInForce.DAY, status=OrderStatus(w.status), filled_quantity=w.filled,
+                  average_fill_price=w.average, decision_id=w.decision_id, reason=w.reason)
+            for w in self.working
+        )
+        open_fills = tuple(self._fill_object(f, w, day) for _, w, f, day in
+                           sorted(((s, w, f, day) for w in self.working for s, f, day in w.fills), key=lambda x: x[0]))
+        positions = {InstrumentId(self.ids[k]): Position(InstrumentId(self.ids[k]), self.q[k], self.c[k], self.r[k])
+                     for k in self.in_book}
+        last_prices = {InstrumentId(self.ids[k]): p for k, p in enumerate(self.lp) if p == p}
+        final = BookState(self.as_of, self.cash, positions, self.peak, self.month_to_date_shares, open_orders,
+                          last_prices, open_fills)
+        return ExecutionRows(
+            backtest_daily_equity=self.equity_rows, final=final, traded_value=self.traded,
+            columns=columns,
+        )
