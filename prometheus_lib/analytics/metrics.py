@@ -85,6 +85,7 @@ traded value (or a negative traded value); arrays of the wrong shape or length r
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -424,5 +425,9 @@ def historical_var_es(returns: np.ndarray, confidence: float) -> tuple[float, fl
     """
     r = np.asarray(returns, dtype=float)
     r = r[np.isfinite(r)]
-    tail = Fraction(1) - Fraction(str(confidence))
-    return _historical_var_es(r, tail)
+    return _historical_var_es(r, _tail(confidence))
+
+
+@functools.lru_cache(maxsize=64)
+def _tail(confidence: float) -> Fraction:
+    return Fraction(1) - Fraction(str(confidence))

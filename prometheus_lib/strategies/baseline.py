@@ -138,8 +138,11 @@ class BaselineStrategy:
     prior_targets: dict[date, tuple[str, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._sector_of = np.array([self.sectors.get(i) or "UNKNOWN" for i in self.index.ids], dtype=object)
-        self._sector_names = sorted(set(self._sector_of.tolist()))
+        sector_of = [self.sectors.get(i) or "UNKNOWN" for i in self.index.ids]
+        self._sector_names = sorted(set(sector_of))
+        code = {name: n for n, name in enumerate(self._sector_names)}
+        self._sector_code = np.array([code[s] for s in sector_of], dtype=np.int64)
+        self._benchmark = InstrumentIndex.of([self.config.benchmark_factor])
         self._targets: dict[date, tuple[str, np.ndarray]] = dict(self.prior_targets)
 
     @property
@@ -230,11 +233,8 @@ class BaselineStrategy:
         vol = float(np.std(port, ddof=1) * math.sqrt(252)) if port.size >= 2 else math.nan
         var95, es95 = historical_var_es(port, 0.95)
         var99, es99 = historical_var_es(port, 0.99)
-        sectors = {}
-        for s in self._sector_names:
-            w = float(weights[self._sector_of == s].sum())
-            if w:
-                sectors[s] = w
+        by_sector = np.bincount(self._sector_code, weights=weights, minlength=len(self._sector_names))
+        sectors = {s: float(w) for s, w in zip(self._sector_names, by_sector.tolist()) if w}
         factors = {}
         for f in STYLE_FACTORS:
             beta = tm.matrix("instrument_factors_daily", "beta", self.index, filter_column="factor_id", filter_value=f)[-1]
@@ -280,10 +280,10 @@ class BaselineStrategy:
             r = close[-1] / close[0] - 1.0
         held = np.flatnonzero(weights != 0)
         realized = float(np.nan_to_num(r[held]) @ weights[held]) if held.size else 0.0
-        mkt = tm.read("factors_daily", lookback_sessions=h)
-        mkt_r = [x for x, f in zip(mkt["factor_return"].to_list(), mkt["factor_id"].to_list())
-                 if f == self.config.benchmark_factor and x is not None]
-        bench = float(np.prod(1.0 + np.array(mkt_r)) - 1.0) if len(mkt_r) == h else math.nan
+        mkt_r = tm.matrix("factors_daily", "factor_return", self._benchmark, lookback_sessions=h,
+                          instrument_column="factor_id")[:, 0]
+        # a session without the factor's return (absent or NaN) leaves the benchmark unknown
+        bench = float(np.prod(1.0 + mkt_r) - 1.0) if mkt_r.size == h and np.isfinite(mkt_r).all() else math.nan
         for old in [d for d in self._targets if d < then]:
             del self._targets[old]
         return [DecisionOutcome(decision_id, then, tm.current, h, realized, bench, int(held.size))]
