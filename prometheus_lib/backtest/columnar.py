@@ -169,12 +169,15 @@ class _ColumnarBook:
         self.q, self.c, self.r = [0.0] * n, [0.0] * n, [0.0] * n
         self.lp = [math.nan] * n
         self.in_book: dict[int, None] = {}  # instruments with a position entry (flat ones keep realised P&L)
+        self.held: dict[int, None] = {}  # instruments with a quantity != 0 (a set that keeps its order)
         for iid, p in start.positions.items():
             k = self.pos[str(iid)]
             if p.instrument_id != iid:
                 raise ExecutionError(f"positions[{iid}] holds a position of {p.instrument_id}")
             self.q[k], self.c[k], self.r[k] = p.quantity, p.average_cost, p.realized_pnl
             self.in_book[k] = None
+            if p.quantity != 0.0:
+                self.held[k] = None
         for iid, px in start.last_prices.items():
             self.lp[self.pos[str(iid)]] = float(px)
         self.cash = float(start.cash)
@@ -216,7 +219,7 @@ class _ColumnarBook:
             )
         close = market.close.tolist()
         stamp = datetime.combine(session, time(21, 0), tzinfo=timezone.utc)
-        q_before, r_before = self.q[:], self.r[:]
+        q_before, r_before, held_before = self.q[:], self.r[:], list(self.held)
         decision_id = f"{run_id}:{self.strategy_id}:{session.isoformat()}"
         fills: list[tuple] = []
         carried = list(self.working)  # working since an earlier session: a cancel this session is recorded too
@@ -225,7 +228,7 @@ class _ColumnarBook:
         self._mark(close, session)
 
         # the plan: the book plus what working orders will still trade, at the session's closes
-        cur = {k: self.q[k] for k in self.in_book if self.q[k] != 0.0}
+        cur = {k: self.q[k] for k in self.held}
         avg = {k: self.c[k] for k in cur}
         pending = 0.0
         for w in self.working:
@@ -274,18 +277,17 @@ class _ColumnarBook:
             self._mark(close, session)
 
         realized = self._realized_by_fill(fills, q_before, r_before)
-        self._record(session, stamp, decision_id, orders, carried, fills, realized, close, q_before)
+        self._record(session, stamp, decision_id, orders, carried, fills, realized, close, held_before)
 
         # the account after the session, and its equity row
         cash = self.cash
         vals, unreal = [], []
-        for k in self.in_book:
+        for k in self.held:
             qk = self.q[k]
-            if qk != 0.0:
-                lp = self.lp[k]
-                pv = lp if lp == lp else self.c[k]
-                vals.append(qk * pv)
-                unreal.append(qk * (pv - self.c[k]))
+            lp = self.lp[k]
+            pv = lp if lp == lp else self.c[k]
+            vals.append(qk * pv)
+            unreal.append(qk * (pv - self.c[k]))
         positions_value = math.fsum(vals)
         gross = math.fsum(abs(v) for v in vals)
         equity = cash + positions_value
@@ -307,12 +309,11 @@ class _ColumnarBook:
         })
 
     def _mark(self, close: list[float], session: date) -> None:
-        q, lp = self.q, self.lp
-        for k in self.in_book:
-            if q[k] != 0.0:
-                c = close[k]
-                if c == c and c > 0 and c != math.inf:
-                    lp[k] = c
+        lp = self.lp
+        for k in self.held:
+            c = close[k]
+            if c == c and c > 0 and c != math.inf:
+                lp[k] = c
         self.as_of = session
 
     @property
@@ -335,12 +336,11 @@ class _ColumnarBook:
         halted_l = market.halted.tolist()
         q, c, r, lp = self.q, self.c, self.r, self.lp
         values = []
-        for k in self.in_book:
-            if q[k] != 0.0:
-                px = ref_l[k]
-                if not (math.isfinite(px) and px > 0):
-                    px = lp[k] if lp[k] == lp[k] else c[k]
-                values.append(q[k] * px)
+        for k in self.held:
+            px = ref_l[k]
+            if not (math.isfinite(px) and px > 0):
+                px = lp[k] if lp[k] == lp[k] else c[k]
+            values.append(q[k] * px)
         equity = self.cash + math.fsum(values)
         gross = math.fsum(abs(v) for v in values)
 
@@ -401,6 +401,10 @@ class _ColumnarBook:
             q1, c[k], r[k] = position_after(q0, c[k], r[k], w.sign * quantity, price)
             q[k] = q1
             self.in_book[k] = None
+            if q1 != 0.0:
+                self.held[k] = None
+            else:
+                self.held.pop(k, None)
             cash_flow = -w.sign * (quantity * price) - fee
             self.cash += cash_flow
             self.month_shares += quantity
@@ -466,7 +470,7 @@ class _ColumnarBook:
     # ------------------------------------------------------------ rows
 
     def _record(self, session: date, stamp: datetime, decision_id: str, orders: list, carried: list[_Working],
-                fills: list[tuple], realized: list, close: list[float], q_before: list[float]) -> None:
+                fills: list[tuple], realized: list, close: list[float], held_before: list[int]) -> None:
         run_id, pf, ids = self.run_id, self.portfolio, self.ids
         add_order, add_fill = self.rows["orders"].append, self.rows["fills"].append
         add_action, add_trade = self.rows["executed_actions"].append, self.rows["backtest_trades"].append
@@ -506,9 +510,8 @@ class _ColumnarBook:
             add_trade((run_id, fill_id, session, iid, side, quantity, price, fee, pnl, strategy_id, pf))
         # positions: every held instrument at the close (last known close, else average cost),
         # then one quantity-0 row for each position closed this session
-        held = sorted((k for k in self.in_book if self.q[k] != 0.0), key=self.rank.__getitem__)
-        closed = sorted((k for k in self.in_book if q_before[k] != 0.0 and self.q[k] == 0.0),
-                        key=self.rank.__getitem__)
+        held = sorted(self.held, key=self.rank.__getitem__)
+        closed = sorted((k for k in held_before if self.q[k] == 0.0), key=self.rank.__getitem__)
         if held or closed:
             qh = np.array([self.q[k] for k in held])
             ch = np.array([self.c[k] for k in held])

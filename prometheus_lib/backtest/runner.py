@@ -42,7 +42,7 @@ from prometheus_lib.execution.market import InstrumentIndex, MarketSnapshot
 from prometheus_lib.execution.planner import OrderPlanner
 from prometheus_lib.execution.time_machine import TimeMachine
 from prometheus_lib.storage.catalog import get_table
-from prometheus_lib.strategies.baseline import ENGINE_NAME, BaselineStrategy, reasons_of, risk_json
+from prometheus_lib.strategies.baseline import ENGINE_NAME, STYLE_FACTORS, BaselineStrategy, reasons_of, risk_json
 
 if TYPE_CHECKING:
     from prometheus_lib.storage.warehouse import Warehouse
@@ -57,6 +57,8 @@ PANEL_COLUMNS = {
     "instrument_factors_daily": ("instrument_id", "session_date", "factor_id", "beta", "exposure_z"),
     "factors_daily": ("factor_id", "session_date", "factor_return"),
 }
+# ... and only the rows it reads: exposures and betas of the style factors (not the sector ones).
+PANEL_SCOPES = {"instrument_factors_daily": {"factor_id": STYLE_FACTORS}}
 
 
 @dataclass
@@ -99,7 +101,9 @@ class BacktestData:
         """Read the panel tables of ``market_id`` for ``sessions`` (history included) from ``warehouse``."""
         start, end = sessions[0], sessions[-1]
         frames = {
-            name: warehouse.read_table(name, start=start, end=end, scope={"market_id": market_id}, columns=cols)
+            # in session order, the order the TimeMachine keeps them in
+            name: warehouse.read_table(name, start=start, end=end, scope={"market_id": market_id,
+                                       **PANEL_SCOPES.get(name, {})}, columns=cols, order_by=("session_date",))
             for name, cols in PANEL_COLUMNS.items()
         }
         if frames["prices_daily"].is_empty():

@@ -206,27 +206,33 @@ class TimeMachine:
         return out
 
     def _cells(self, name, index, instrument_column, filter_column, filter_value):
-        """(rows of ``name`` that land in the grid, their session rows, their instrument columns), cached."""
+        """(rows of ``name`` that land in the grid, their session rows, their instrument columns), cached.
+
+        The placement of every row is computed once per table and index; a filtered read
+        (``filter_column == filter_value``) takes its subset.
+        """
         key = (name, id(index), instrument_column, filter_column, filter_value)
         cached = self._cell_cache.get(key)
         if cached is not None and cached[0] is index:
             return cached[1]
-        t = self._table(name)
-        frame, dates = t.frame, t.dates
-        if filter_column is not None:
-            mask = (frame[filter_column] == filter_value).fill_null(False).to_numpy()
-            frame, dates = frame.filter(pl.Series(mask)), dates[mask]
-        grid = self._grid
-        rows = np.searchsorted(grid, dates)
-        inside = rows < len(grid)
-        rows = np.where(inside & (grid[np.minimum(rows, len(grid) - 1)] == dates), rows, -1)
-        cols = (
-            frame[instrument_column]
-            .replace_strict(dict(index.positions), default=-1, return_dtype=pl.Int64)
-            .to_numpy()
-        )
-        ok = (rows >= 0) & (cols >= 0)
-        value = (frame.filter(pl.Series(ok)), rows[ok], cols[ok])
+        if filter_column is None:
+            t = self._table(name)
+            frame, dates = t.frame, t.dates
+            grid = self._grid
+            rows = np.searchsorted(grid, dates)
+            inside = rows < len(grid)
+            rows = np.where(inside & (grid[np.minimum(rows, len(grid) - 1)] == dates), rows, -1)
+            cols = (
+                frame[instrument_column]
+                .replace_strict(dict(index.positions), default=-1, return_dtype=pl.Int64)
+                .to_numpy()
+            )
+            ok = (rows >= 0) & (cols >= 0)
+            value = (frame.filter(pl.Series(ok)), rows[ok], cols[ok])
+        else:
+            placed, rows, cols = self._cells(name, index, instrument_column, None, None)
+            mask = (placed[filter_column] == filter_value).fill_null(False).to_numpy()
+            value = (placed.filter(pl.Series(mask)), rows[mask], cols[mask])
         self._cell_cache[key] = (index, value)
         return value
 

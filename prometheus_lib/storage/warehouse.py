@@ -125,6 +125,13 @@ def _where(
         params.extend(wparams)
     for col, value in scope.items():
         table.column(col)  # raises on an unknown column
+        if isinstance(value, (list, tuple, frozenset, set)):  # one of several values
+            values = sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+            if not values:
+                raise WarehouseError(f"scope {col!r} of {table.qualified_name} is an empty list of values")
+            clauses.append(f"{_check_ident(col)} IN ({', '.join([placeholder] * len(values))})")
+            params.extend(values)
+            continue
         clauses.append(f"{_check_ident(col)} = {placeholder}")
         params.append(value)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
@@ -288,14 +295,19 @@ class Warehouse(abc.ABC):
         end: date | None = None,
         scope: Mapping[str, Any] | None = None,
         columns: Sequence[str] | None = None,
+        order_by: Sequence[str] | None = None,
     ) -> pl.DataFrame:
-        """Return rows of ``table`` (optionally a session range and scope) with catalogue types."""
+        """Return rows of ``table`` (optionally a session range and scope) with catalogue types.
+
+        Rows come in primary-key order, or ``order_by`` (column names) when given. A scope value
+        that is a list or tuple selects rows with any of its values.
+        """
         t = get_table(table)
         cols = list(columns) if columns else list(t.column_names)
-        for c in cols:
+        for c in (*cols, *(order_by or ())):
             t.column(c)
         where, params = _where(t, start, end, dict(scope or {}), self.placeholder)
-        order = ", ".join(t.primary_key)
+        order = ", ".join(_check_ident(c) for c in (order_by or t.primary_key))
         df = self._read(t, f"{where} ORDER BY {order}", params, cols)
         return df.select([pl.col(c).cast(t.column(c).polars_type) for c in cols])
 

@@ -513,6 +513,21 @@ def test_replace_table_with_scope_replaces_only_that_scope(warehouse: Warehouse)
     assert_same_rows(warehouse.read_table("instruments"), pl.concat([new_us, europe]), "instruments")
 
 
+def test_read_table_with_list_scope_reads_rows_of_any_listed_value(warehouse: Warehouse) -> None:
+    # Arrange
+    us = instruments(US, ("AAA", "BBB", "CCC"))
+    warehouse.replace_table("instruments", pl.concat([us, instruments(EU, ("SAP",))]))
+
+    # Act
+    two = warehouse.read_table("instruments", scope={"market_id": US, "instrument_id": [f"{US}:CCC", f"{US}:AAA"]})
+
+    # Assert
+    assert sorted(two["ticker"].to_list()) == ["AAA", "CCC"]
+    assert warehouse.read_table("instruments", scope={"market_id": (US, EU)}).height == 4
+    with pytest.raises(WarehouseError, match="empty list"):
+        warehouse.read_table("instruments", scope={"market_id": []})
+
+
 def test_replace_table_with_row_of_another_scope_raises_and_keeps_previous_rows(warehouse: Warehouse) -> None:
     # Arrange
     previous = instruments(US, ("AAA",))
