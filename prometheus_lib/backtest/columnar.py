@@ -25,9 +25,11 @@ and resumed books.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timezone
 from typing import TYPE_CHECKING
 
@@ -139,10 +141,28 @@ def run_execution_columnar(
     start: BookState,
 ) -> ExecutionRows:
     """``run_execution`` on the columnar engine; same arguments, same rows, same end book."""
-    book = _ColumnarBook(data, config, portfolio, run_id, start)
-    for session in sessions:
-        book.session(session, targets.get(session, {}))
-    return book.result()
+    with paused_gc():
+        book = _ColumnarBook(data, config, portfolio, run_id, start)
+        for session in sessions:
+            book.session(session, targets.get(session, {}))
+        return book.result()
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector inside (reference counting still frees everything).
+
+    A ten-year backtest makes millions of small row tuples that form no reference cycles; the
+    collector would walk all of them again at every generation-2 pass, about a fifth of the
+    run. It is restored (if it was on) when the block ends, normally or not.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _ColumnarBook:

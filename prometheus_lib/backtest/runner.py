@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from prometheus_lib.backtest.columnar import columnar_supported, run_execution_columnar
+from prometheus_lib.backtest.columnar import columnar_supported, paused_gc, run_execution_columnar
 from prometheus_lib.config.models import PortfolioConfig, StrategyConfig
 from prometheus_lib.errors import DataValidationError
 from prometheus_lib.execution.api import ExecutionRecords, apply_execution_plan
@@ -239,56 +239,57 @@ def run_decisions(
     targets: dict[date, dict[InstrumentId, float]] = {}
     created = _now()
     instrument_ids = [InstrumentId(i) for i in ids]
-    for session in sessions:
-        data.tm.advance_to(session)
-        d = strategy.decide(data.tm)
-        rows.per_session.append((session, d.scores, d.components["z_mom"], d.components["z_lowvol"],
-                                 d.included, d.candidates, d.reason_mask, d.reason_labels))
-        rows.universes.append({
-            "strategy_id": cfg.strategy_id, "session_date": session, "market_id": cfg.market_id,
-            "universe_size": int(d.included.sum()), "config_hash": chash,
-            "metadata": json.dumps({"candidates": int(d.candidates.sum()), "instruments": len(ids)}),
-            "run_id": run_id,
-        })
-        weights = {instrument_ids[k]: float(d.weights[k]) for k in np.flatnonzero(d.weights)}
-        targets[session] = weights
-        for k in np.flatnonzero(d.weights):
-            rows.target_portfolios.append({
-                "portfolio_id": portfolio.portfolio_id, "session_date": session, "instrument_id": ids[k],
-                "target_weight": float(d.weights[k]), "mode": MODE, "created_at": created,
-                "config_hash": chash, "metadata": None, "run_id": run_id,
+    with paused_gc():  # see columnar.paused_gc
+        for session in sessions:
+            data.tm.advance_to(session)
+            d = strategy.decide(data.tm)
+            rows.per_session.append((session, d.scores, d.components["z_mom"], d.components["z_lowvol"],
+                                     d.included, d.candidates, d.reason_mask, d.reason_labels))
+            rows.universes.append({
+                "strategy_id": cfg.strategy_id, "session_date": session, "market_id": cfg.market_id,
+                "universe_size": int(d.included.sum()), "config_hash": chash,
+                "metadata": json.dumps({"candidates": int(d.candidates.sum()), "instruments": len(ids)}),
+                "run_id": run_id,
             })
-        core, scen, sect, fact = risk_json(d.risk)
-        rows.portfolio_risk_reports.append({
-            "portfolio_id": portfolio.portfolio_id, "session_date": session, "mode": MODE,
-            "created_at": created, "volatility": _num(d.risk["volatility"]), "var_95": _num(d.risk["var_95"]),
-            "es_95": _num(d.risk["es_95"]), "var_99": _num(d.risk["var_99"]), "es_99": _num(d.risk["es_99"]),
-            "gross_exposure": d.risk["gross_exposure"], "net_exposure": d.risk["net_exposure"],
-            "risk_metrics_json": core, "scenario_pnl_json": scen, "exposures_by_sector_json": sect,
-            "exposures_by_factor_json": fact, "run_id": run_id,
-        })
-        top = [ids[k] for k in np.argsort(-d.weights)[:5] if d.weights[k] > 0]
-        rows.engine_decisions.append({
-            "decision_id": d.decision_id, "engine_name": ENGINE_NAME, "session_date": session,
-            "strategy_id": cfg.strategy_id, "market_id": cfg.market_id, "config_hash": chash, "mode": MODE,
-            "run_id": run_id, "created_at": created,
-            "inputs_json": json.dumps({"candidates": int(d.candidates.sum()), "instruments": len(ids)}),
-            "decision_json": json.dumps({
-                "universe_size": int(d.included.sum()), "holdings": len(weights),
-                "gross_weight": float(d.weights.sum()), "top_weights": top,
-            }),
-        })
-        for o in strategy.outcomes(data.tm):
-            rows.decision_outcomes.append({
-                "decision_id": o.decision_id, "horizon_sessions": o.horizon_sessions, "outcome_date": o.outcome_date,
-                "engine_name": ENGINE_NAME, "realized_return": _num(o.realized_return), "realized_pnl": None,
-                "metrics_json": json.dumps({
-                    "benchmark_return": _num(o.benchmark_return),
-                    "excess_return": _num(o.realized_return - o.benchmark_return),
-                    "holdings": o.holdings,
+            weights = {instrument_ids[k]: float(d.weights[k]) for k in np.flatnonzero(d.weights)}
+            targets[session] = weights
+            for k in np.flatnonzero(d.weights):
+                rows.target_portfolios.append({
+                    "portfolio_id": portfolio.portfolio_id, "session_date": session, "instrument_id": ids[k],
+                    "target_weight": float(d.weights[k]), "mode": MODE, "created_at": created,
+                    "config_hash": chash, "metadata": None, "run_id": run_id,
+                })
+            core, scen, sect, fact = risk_json(d.risk)
+            rows.portfolio_risk_reports.append({
+                "portfolio_id": portfolio.portfolio_id, "session_date": session, "mode": MODE,
+                "created_at": created, "volatility": _num(d.risk["volatility"]), "var_95": _num(d.risk["var_95"]),
+                "es_95": _num(d.risk["es_95"]), "var_99": _num(d.risk["var_99"]), "es_99": _num(d.risk["es_99"]),
+                "gross_exposure": d.risk["gross_exposure"], "net_exposure": d.risk["net_exposure"],
+                "risk_metrics_json": core, "scenario_pnl_json": scen, "exposures_by_sector_json": sect,
+                "exposures_by_factor_json": fact, "run_id": run_id,
+            })
+            top = [ids[k] for k in np.argsort(-d.weights)[:5] if d.weights[k] > 0]
+            rows.engine_decisions.append({
+                "decision_id": d.decision_id, "engine_name": ENGINE_NAME, "session_date": session,
+                "strategy_id": cfg.strategy_id, "market_id": cfg.market_id, "config_hash": chash, "mode": MODE,
+                "run_id": run_id, "created_at": created,
+                "inputs_json": json.dumps({"candidates": int(d.candidates.sum()), "instruments": len(ids)}),
+                "decision_json": json.dumps({
+                    "universe_size": int(d.included.sum()), "holdings": len(weights),
+                    "gross_weight": float(d.weights.sum()), "top_weights": top,
                 }),
-                "run_id": run_id, "decision_date": o.decision_date,
             })
+            for o in strategy.outcomes(data.tm):
+                rows.decision_outcomes.append({
+                    "decision_id": o.decision_id, "horizon_sessions": o.horizon_sessions, "outcome_date": o.outcome_date,
+                    "engine_name": ENGINE_NAME, "realized_return": _num(o.realized_return), "realized_pnl": None,
+                    "metrics_json": json.dumps({
+                        "benchmark_return": _num(o.benchmark_return),
+                        "excess_return": _num(o.realized_return - o.benchmark_return),
+                        "holdings": o.holdings,
+                    }),
+                    "run_id": run_id, "decision_date": o.decision_date,
+                })
     return rows, targets
 
 

@@ -13,6 +13,7 @@ and books resumed mid-run with orders still working.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from datetime import date
@@ -199,3 +200,21 @@ def test_bad_target_weight_is_refused_by_both_engines(frames, targets):
         messages.append((type(err.value), str(err.value)))
     assert messages[0] == messages[1]
     assert data.index.ids[3] in messages[0][1]
+
+
+def test_garbage_collector_is_restored_after_a_run_and_after_a_failure(frames, targets):
+    data = _data(frames)
+    config = strategy_config()
+    session = BACKTEST_SESSIONS[0]
+    assert gc.isenabled()
+    _run(data, config, targets, "columnar", [session])
+    assert gc.isenabled()
+    with pytest.raises(Exception):
+        _run(data, config, {session: {InstrumentId(data.index.ids[0]): -1.0}}, "columnar", [session])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        _run(data, config, targets, "columnar", [session])
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
