@@ -198,15 +198,18 @@ class TimeMachine:
         cached = self._matrices.get(key)
         if cached is not None and cached[0] is index:
             return cached[1]
-        frame, rows, cols = self._cells(name, index, instrument_column, filter_column, filter_value)
+        take, rows, cols = self._cells(name, index, instrument_column, filter_column, filter_value)
+        values = self._table(name).frame[column].cast(pl.Float64).to_numpy()
         out = np.full((len(self._sessions), len(index)), np.nan)
-        out[rows, cols] = frame[column].cast(pl.Float64).to_numpy()
+        out[rows, cols] = values if take is None else values[take]
         out.setflags(write=False)
         self._matrices[key] = (index, out)
         return out
 
     def _cells(self, name, index, instrument_column, filter_column, filter_value):
-        """(rows of ``name`` that land in the grid, their session rows, their instrument columns), cached.
+        """Where the rows of ``name`` land in the grid, cached: ``(take, rows, cols)`` with ``take`` the
+        positions of the rows that land (None: all of them), and their session rows and
+        instrument columns.
 
         The placement of every row is computed once per table and index; a filtered read
         (``filter_column == filter_value``) takes its subset.
@@ -215,9 +218,9 @@ class TimeMachine:
         cached = self._cell_cache.get(key)
         if cached is not None and cached[0] is index:
             return cached[1]
+        frame = self._table(name).frame
         if filter_column is None:
-            t = self._table(name)
-            frame, dates = t.frame, t.dates
+            dates = self._table(name).dates
             grid = self._grid
             rows = np.searchsorted(grid, dates)
             inside = rows < len(grid)
@@ -228,11 +231,13 @@ class TimeMachine:
                 .to_numpy()
             )
             ok = (rows >= 0) & (cols >= 0)
-            value = (frame.filter(pl.Series(ok)), rows[ok], cols[ok])
+            value = (None, rows, cols) if ok.all() else (np.flatnonzero(ok), rows[ok], cols[ok])
         else:
-            placed, rows, cols = self._cells(name, index, instrument_column, None, None)
-            mask = (placed[filter_column] == filter_value).fill_null(False).to_numpy()
-            value = (placed.filter(pl.Series(mask)), rows[mask], cols[mask])
+            take, rows, cols = self._cells(name, index, instrument_column, None, None)
+            selected = (frame[filter_column] == filter_value).fill_null(False).to_numpy()
+            if take is not None:
+                selected = selected[take]
+            value = (np.flatnonzero(selected) if take is None else take[selected], rows[selected], cols[selected])
         self._cell_cache[key] = (index, value)
         return value
 

@@ -207,3 +207,29 @@ def test_matrix_after_advancing_back_hides_the_later_sessions_again() -> None:
     np.testing.assert_array_equal(window, [[0.0, 1.0], [10.0, 11.0]])
     with pytest.raises(LookAheadError):
         tm.read("prices_daily", end=D[2])
+
+
+def test_matrix_with_filter_places_only_matching_rows_and_skips_rows_off_the_grid() -> None:
+    # Arrange: a long table with a factor column, a row for an instrument outside the index and
+    # a row dated between sessions (neither lands in the grid)
+    tm = TimeMachine(D)
+    frame = pl.DataFrame({
+        "session_date": [D[0], D[0], D[1], D[1], D[1], date(2024, 1, 6), D[2]],
+        "instrument_id": ["A", "B", "A", "B", "Z", "A", "B"],
+        "factor_id": ["MOM", "MOM", "MOM", "LOWVOL", "MOM", "MOM", None],
+        "exposure_z": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+    })
+    tm.register("instrument_factors_daily", frame)
+    tm.advance_to(D[2])
+
+    # Act
+    mom = tm.matrix("instrument_factors_daily", "exposure_z", INDEX, lookback_sessions=3,
+                    filter_column="factor_id", filter_value="MOM")
+    low = tm.matrix("instrument_factors_daily", "exposure_z", INDEX, lookback_sessions=3,
+                    filter_column="factor_id", filter_value="LOWVOL")
+    every = tm.matrix("instrument_factors_daily", "exposure_z", INDEX, lookback_sessions=3)
+
+    # Assert
+    np.testing.assert_array_equal(mom, [[1.0, 2.0], [3.0, np.nan], [np.nan, np.nan]])
+    np.testing.assert_array_equal(low, [[np.nan, np.nan], [np.nan, 4.0], [np.nan, np.nan]])
+    np.testing.assert_array_equal(every, [[1.0, 2.0], [3.0, 4.0], [np.nan, 7.0]])
