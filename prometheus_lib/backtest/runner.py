@@ -51,7 +51,8 @@ MODE = "BACKTEST"
 PANEL_TABLES = ("prices_daily", "returns_daily", "volatility_daily", "instrument_factors_daily", "factors_daily")
 # Only the columns a backtest reads (instrument_factors_daily alone is 5 M rows at 500 x 10 y).
 PANEL_COLUMNS = {
-    "prices_daily": ("instrument_id", "session_date", "open", "high", "low", "close", "volume"),
+    # high and low are not read: fills are at the open or the close (daily bars give no path)
+    "prices_daily": ("instrument_id", "session_date", "open", "close", "volume"),
     "returns_daily": ("instrument_id", "session_date", "return_simple"),
     "volatility_daily": ("instrument_id", "session_date", "vol_21d", "vol_63d"),
     "instrument_factors_daily": ("instrument_id", "session_date", "factor_id", "beta", "exposure_z"),
@@ -116,13 +117,11 @@ class BacktestData:
     def snapshot(self) -> MarketSnapshot:
         """The market snapshot of the TimeMachine's current session."""
         tm, idx = self.tm, self.index
-        row = {
-            f: tm.matrix("prices_daily", f, idx)[-1]
-            for f in ("open", "high", "low", "close", "volume")
-        }
+        row = {f: tm.matrix("prices_daily", f, idx)[-1] for f in ("open", "close", "volume")}
         vol = tm.matrix("volatility_daily", "vol_21d", idx)[-1] / math.sqrt(252.0)
+        unknown = np.full(len(idx), np.nan)  # high/low: no fill rule reads them (see PANEL_COLUMNS)
         halted = np.zeros(len(idx), dtype=bool)
-        return MarketSnapshot(tm.current, idx, daily_volatility=vol, halted=halted, **row)
+        return MarketSnapshot(tm.current, idx, high=unknown, low=unknown, daily_volatility=vol, halted=halted, **row)
 
 
 # ---------------------------------------------------------------- decisions
