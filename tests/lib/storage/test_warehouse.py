@@ -526,6 +526,8 @@ def test_read_table_with_list_scope_reads_rows_of_any_listed_value(warehouse: Wa
     assert warehouse.read_table("instruments", scope={"market_id": (US, EU)}).height == 4
     with pytest.raises(WarehouseError, match="empty list"):
         warehouse.read_table("instruments", scope={"market_id": []})
+    by_ticker = warehouse.read_table("instruments", order_by=("ticker",))
+    assert by_ticker["ticker"].to_list() == ["AAA", "BBB", "CCC", "SAP"]
 
 
 def test_replace_table_with_row_of_another_scope_raises_and_keeps_previous_rows(warehouse: Warehouse) -> None:
