@@ -220,16 +220,17 @@ class TimeMachine:
             return cached[1]
         frame = self._table(name).frame
         if filter_column is None:
-            dates = self._table(name).dates
+            dates = self._table(name).dates  # ascending (register sorts)
             grid = self._grid
-            rows = np.searchsorted(grid, dates)
-            inside = rows < len(grid)
-            rows = np.where(inside & (grid[np.minimum(rows, len(grid) - 1)] == dates), rows, -1)
-            cols = (
-                frame[instrument_column]
-                .replace_strict(dict(index.positions), default=-1, return_dtype=pl.Int64)
-                .to_numpy()
-            )
+            # place each distinct date once (a table has thousands of dates, millions of rows)
+            starts = np.flatnonzero(np.concatenate(([True], dates[1:] != dates[:-1]))) if dates.size else np.zeros(0, int)
+            distinct = dates[starts]
+            at = np.searchsorted(grid, distinct)
+            at = np.where((at < len(grid)) & (grid[np.minimum(at, len(grid) - 1)] == distinct), at, -1)
+            rows = np.repeat(at, np.diff(np.append(starts, dates.size)))
+            # an Enum over the index's ids: its physical code is the position (null: not in the index)
+            codes = frame[instrument_column].cast(pl.String).cast(pl.Enum(list(index.ids)), strict=False)
+            cols = codes.to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
             ok = (rows >= 0) & (cols >= 0)
             value = (None, rows, cols) if ok.all() else (np.flatnonzero(ok), rows[ok], cols[ok])
         else:
