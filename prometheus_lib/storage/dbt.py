@@ -1,31 +1,67 @@
 """Run the project's dbt against a warehouse: the same profiles for DuckDB and PostgreSQL.
 
-Plain Python (a subprocess of the virtualenv's ``dbt``), used by the benchmarks and tests; the
-Dagster layer runs the same project through dagster-dbt with the same environment.
+dbt-core runs in this process (``dbtRunner``), not as a ``dbt`` subprocess: a
+:class:`DbtSession` parses the project once per warehouse and work folder and hands that
+manifest to every later command, so a one-session panel build pays for its SQL, not for
+starting dbt (importing dbt-core alone takes ~2 s, loading the project ~1 s). The benchmarks,
+the tests (:func:`run_dbt`) and the Dagster panel asset (node events through
+``on_node_result``) all build panels this way. ``dbt_executable`` remains for the CLI.
 """
 
 from __future__ import annotations
 
-import json
+import fcntl
 import os
-import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from prometheus_lib.config.home import REPO_ROOT, resolve_under_home
 from prometheus_lib.errors import WarehouseError
 
+if TYPE_CHECKING:
+    from dbt.contracts.graph.manifest import Manifest
+
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+# What a parse reads: a file here newer than the parse means the manifest is stale.
+PROJECT_SOURCES = ("models", "macros", "tests", "dbt_project.yml", "profiles.yml")
+# dbt's log events of a finished node, the ones the Dagster asset turns into asset events.
+NODE_RESULT_EVENTS = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"})
+# Nothing on this process's stdout (DbtRun.stdout has the console's lines); every command but
+# `parse` returns its results in memory (no run_results.json or manifest.json to write).
+_QUIET = ("--log-level", "none", "--no-use-colors")
+_RUN_FLAGS = ("--no-write-json", *_QUIET)
+_SESSIONS_KEPT = 4
+
+# dbt-core keeps its flags, adapters, event manager and invocation context in module globals,
+# and reads the profile's environment variables from os.environ: one command at a time.
+_DBT_LOCK = threading.RLock()
 
 
 def dbt_executable() -> str:
     """The ``dbt`` of the running interpreter's environment (never PATH luck)."""
     return str(Path(sys.executable).parent / "dbt")
+
+
+def project_sources_mtime() -> float:
+    """The newest modification time of the dbt project's sources (models, macros, tests, configs)."""
+    newest = 0.0
+    for name in PROJECT_SOURCES:
+        path = DBT_PROJECT_DIR / name
+        files = [path] if path.is_file() else path.rglob("*")
+        for f in files:
+            if f.is_file():
+                newest = max(newest, f.stat().st_mtime)
+    return newest
 
 
 def dbt_target_env(backend: str, duckdb_path: str | None = None, postgres_url: str | None = None) -> dict[str, str]:
@@ -74,7 +110,12 @@ def panel_env(start: date, end: date, market_id: str) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class DbtRun:
-    """The outcome of one dbt command."""
+    """The outcome of one dbt command.
+
+    ``returncode`` is the CLI's: 0 success, 1 a node failed (or a test), 2 dbt itself failed.
+    ``stdout`` holds the lines dbt's console would print, ``stderr`` the traceback of an
+    exception, ``results`` the run_results.json entries by node name.
+    """
 
     returncode: int
     stdout: str
@@ -87,29 +128,187 @@ class DbtRun:
         return {k: r["status"] for k, r in self.results.items() if r["status"] not in ("success", "pass")}
 
 
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the dbt command run inside, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _close_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb may still hold, so other processes can write the file."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # the PostgreSQL-only install
+        return
+    with DuckDBConnectionManager._LOCK:  # noqa: SLF001 - no public way to drop the environment
+        env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None  # noqa: SLF001
+    if env is not None:
+        env.close()
+
+
+def _node_name(unique_id: str) -> str:
+    return unique_id.split(".")[-1] if unique_id.startswith("unit_test") else unique_id.split(".")[2]
+
+
+class DbtSession:
+    """dbt-core in this process on one warehouse: the project parsed once, reused by every command.
+
+    The first command parses the project (from ``work_dir``'s partial parse when it is valid,
+    so ~1 s rather than ~5 s); later commands run on that manifest and pay only for their
+    nodes. The manifest is parsed again when a project source changes. Values the manifest
+    does not hold are read per command: the profile (from ``target_env``), the panel window
+    (environment variables read when a model compiles) and ``--vars``. A command that changes
+    what is *parsed* (a ``config()`` depending on a var) needs a new parse: call :meth:`parse`.
+
+    Parameters
+    ----------
+    target_env
+        Environment variables that point the profile at the warehouse (:func:`dbt_target_env`).
+    work_dir
+        dbt's target and log folders; the partial parse lives in ``work_dir/target``.
+    """
+
+    def __init__(self, target_env: Mapping[str, str], work_dir: str | Path) -> None:
+        self.target_env = dict(target_env)
+        self.work_dir = Path(work_dir)
+        self._manifest: Manifest | None = None
+        self._parsed_mtime = 0.0
+
+    def _paths(self) -> list[str]:
+        return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+                "--target-path", str(self.work_dir / "target"), "--log-path", str(self.work_dir / "logs")]
+
+    @property
+    def is_parsed(self) -> bool:
+        """Whether the session holds a manifest (its next command skips parsing)."""
+        return self._manifest is not None
+
+    def manifest(self) -> Manifest:
+        """The parsed project, parsing it first when there is none or a source changed since."""
+        if self._manifest is None or project_sources_mtime() > self._parsed_mtime:
+            run = self.parse(write_json=False)
+            if self._manifest is None:
+                raise WarehouseError(f"dbt parse of {DBT_PROJECT_DIR} failed:\n{run.stdout[-4000:]}{run.stderr[-2000:]}")
+        return self._manifest
+
+    def parse(self, args: Sequence[str] = (), write_json: bool = True) -> DbtRun:
+        """Parse the project (``dbt parse``) and keep the manifest for the next commands.
+
+        Parameters
+        ----------
+        args
+            More flags of the parse command.
+        write_json
+            Write target/manifest.json (what ``dbt parse`` does); the session needs only the
+            in-memory manifest and the partial parse file, which is always written.
+        """
+        from dbt.contracts.graph.manifest import Manifest
+
+        mtime = project_sources_mtime()
+        flags = [*args, *self._paths(), *_QUIET, *(() if write_json else ("--no-write-json",))]
+        lock_path = self.work_dir / "target" / ".session_parse.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        # Processes sharing a work folder (Dagster runs of one warehouse) never read a partial
+        # parse file that another is writing.
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            run, result = self._invoke(["parse", *flags], None, None, manifest=None)
+        if isinstance(result, Manifest):
+            self._manifest, self._parsed_mtime = result, mtime
+        return run
+
+    def invoke(self, args: Sequence[str], window_env: Mapping[str, str] | None = None,
+               on_node_result: Callable[[dict[str, Any]], None] | None = None) -> DbtRun:
+        """Run ``dbt <args>`` on the session's manifest; results come back in memory.
+
+        Parameters
+        ----------
+        args
+            The command and its flags, e.g. ``["build", "--select", "marts"]``; ``parse``
+            parses again (and writes manifest.json, as the CLI does).
+        window_env
+            The panel window (:func:`panel_env`), set in the environment for this command only.
+        on_node_result
+            Called, on dbt's worker thread, with the JSON log event (``{"info", "data"}``, the
+            form of ``dbt --log-format json``) of every finished node: model, test, seed.
+        """
+        if args and args[0] == "parse":
+            return self.parse(args[1:])
+        try:
+            manifest = self.manifest()
+        except WarehouseError as e:
+            return DbtRun(2, str(e), "", {})
+        return self._invoke([*args, *self._paths(), *_RUN_FLAGS], window_env, on_node_result, manifest)[0]
+
+    def _invoke(self, args: list[str], window_env: Mapping[str, str] | None,
+                on_node_result: Callable[[dict[str, Any]], None] | None, manifest: Manifest | None) -> tuple[DbtRun, Any]:
+        from dbt.cli.main import dbtRunner
+        from dbt_common.events.functions import msg_to_dict
+
+        lines: list[str] = []
+
+        def on_event(msg: Any) -> None:
+            info = msg.info
+            if info.level in ("info", "warn", "error") and info.msg:
+                lines.append(f"{time.strftime('%H:%M:%S')}  {info.msg}")
+            if on_node_result is not None and info.name in NODE_RESULT_EVENTS:
+                on_node_result(msg_to_dict(msg))
+
+        env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **self.target_env, **(window_env or {})}
+        with _DBT_LOCK, _environment(env):
+            try:
+                res = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(args)
+            finally:
+                _close_duckdb()
+        stderr = "".join(traceback.format_exception(res.exception)) if res.exception is not None else ""
+        results: dict[str, dict[str, Any]] = {}
+        run_results = getattr(res.result, "results", None)
+        if run_results is not None:
+            from dbt.artifacts.schemas.run import process_run_result
+
+            for r in run_results:
+                out = process_run_result(r).to_dict(omit_none=False)
+                results[_node_name(out["unique_id"])] = out
+        returncode = 0 if res.success else 2 if res.exception is not None else 1
+        return DbtRun(returncode, "\n".join(lines), stderr, results), res.result
+
+
+_SESSIONS: OrderedDict[tuple[tuple[tuple[str, str], ...], str], DbtSession] = OrderedDict()
+_SESSIONS_LOCK = threading.Lock()
+
+
+def dbt_session(target_env: Mapping[str, str], work_dir: str | Path) -> DbtSession:
+    """This process's :class:`DbtSession` for a warehouse and work folder (the last few are kept)."""
+    key = (tuple(sorted(target_env.items())), str(Path(work_dir).resolve()))
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.pop(key, None) or DbtSession(target_env, work_dir)
+        _SESSIONS[key] = session
+        while len(_SESSIONS) > _SESSIONS_KEPT:
+            _SESSIONS.popitem(last=False)
+        return session
+
+
 def run_dbt(
     args: Sequence[str],
     target_env: Mapping[str, str],
     work_dir: str | Path,
     window_env: Mapping[str, str] | None = None,
 ) -> DbtRun:
-    """Run ``dbt <args>`` on the project with its own profiles; results from run_results.json.
+    """Run ``dbt <args>`` on the project with its own profiles, in this process.
 
     ``target_env`` points the profile at a warehouse (:func:`dbt_target_env`), ``window_env``
     sets the panel window (:func:`panel_env`). ``work_dir`` holds the target and log folders,
-    so concurrent runs never share a manifest while one caller's runs reuse its partial parse.
+    so concurrent runs never share a manifest while one caller's runs reuse its parse: the
+    first command of a (warehouse, work_dir) in a process parses, the next ones do not
+    (:func:`dbt_session`).
     """
-    work = Path(work_dir)
-    cmd = [
-        dbt_executable(), *args,
-        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
-    ]
-    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **target_env, **(window_env or {})}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
-    results: dict[str, dict[str, Any]] = {}
-    rr = work / "target" / "run_results.json"
-    if rr.exists():
-        for r in json.loads(rr.read_text())["results"]:
-            results[r["unique_id"].split(".")[-1] if r["unique_id"].startswith("unit_test") else r["unique_id"].split(".")[2]] = r
-    return DbtRun(proc.returncode, proc.stdout, proc.stderr, results)
+    return dbt_session(target_env, work_dir).invoke(args, window_env)

@@ -64,6 +64,27 @@ def test_main_job_with_range_builds_panels_for_every_session(main_run: MainRun):
     assert any(name.startswith("unique_combination") for _, name in dbt_checks)
 
 
+def test_panels_job_again_in_same_process_builds_on_the_parsed_project(main_run: MainRun):
+    # Arrange: the fixture's main job parsed the project for this warehouse in this process
+    instance = dg.DagsterInstance.ephemeral()
+    start = date(2024, 2, 26)
+
+    # Act: the last sessions again, as the daily schedule would
+    result = run_range(main_run.defs, start, END, instance=instance, job_name=PANELS_JOB)
+
+    # Assert: dbt ran in this process on the manifest already in memory, every panel and
+    # every session of the range was materialised and the dbt checks passed
+    assert result.success
+    messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any("in this process" in m and "manifest in memory" in m for m in messages), messages
+    mats = result.get_asset_materialization_events()
+    for key in PANEL_KEYS:
+        partitions = {m.partition for m in mats if m.asset_key == key}
+        assert len(partitions) == len(TradingCalendar("XNYS").sessions(start, END)), key
+    checks = check_results(result)
+    assert checks and all(e.passed for e in checks.values())
+
+
 def test_panels_job_with_failing_dbt_test_blocks_downstream_panels(main_run: MainRun):
     # Arrange: ingested cleanly (the fixture's main job), then a bar with high < low reaches the
     # table behind the checks' back

@@ -1,6 +1,8 @@
-"""All panels together: a session-by-session build equals one full build, no panel row at or
-before T changes when every price after T changes (no look-ahead), and a build only replaces
-its own market's rows. Both backends.
+"""All panels together: a session-by-session build equals one full build, rolling statistics
+computed at the written sessions only (the point form of short runs) equal those of window
+functions (the window form of long runs) over the whole history, no panel row at or before T
+changes when every price after T changes (no look-ahead), and a build only replaces its own
+market's rows. Both backends.
 
 These builds run the models only (`dbt run`); the dbt tests run in the other panel tests. The
 full build both tests start from runs once per backend (the module fixture ``full_build``).
@@ -18,6 +20,7 @@ from panel_data import CALENDAR, MARKET_ID, PANELS, build_panels, fill_market, r
 from sharing import backend_params, new_location
 
 from prometheus_lib.storage.catalog import ColumnType, get_table
+from prometheus_lib.storage.dbt import dbt_target_env, panel_env, run_dbt
 from prometheus_lib.storage.factory import open_warehouse
 
 if TYPE_CHECKING:
@@ -91,6 +94,29 @@ def test_build_with_sessions_one_by_one_equals_full_build(full_build: FullBuild,
     _run(second, last[1], last[2])
 
     # Assert: equal to the one full build
+    _assert_panels_equal(full_build.panels, _panels(second))
+
+
+def test_build_with_point_form_over_all_history_equals_window_form(full_build: FullBuild, pg_databases: PgDatabases,
+                                                                     tmp_path: Path) -> None:
+    # Arrange: a second warehouse with the same market; the fixture's full build, a long run,
+    # computed its rolling statistics with window functions
+    second = new_location(full_build.location["backend"], tmp_path, pg_databases, name="second")
+    fill_market(second, _frames(), START, END)
+    target = dbt_target_env(second["backend"], second.get("duckdb_path"), second.get("postgres_url"))
+    last = CALENDAR.sessions(START, END)[-1]
+
+    # Act: every session with the point form (each row's own look-back), then the last session
+    # again as a daily run chooses it (a short window: point form)
+    forced = run_dbt(["run", "--vars", "{rolling_form: point}"], target, tmp_path / "dbt", panel_env(START, END, MARKET_ID))
+    daily = run_dbt(["run", "--select", "marts"], target, tmp_path / "dbt", panel_env(last, last, MARKET_ID))
+
+    # Assert
+    assert forced.returncode == 0, forced.failed or forced.stdout[-3000:]
+    assert daily.returncode == 0, daily.failed or daily.stdout[-3000:]
+    for run in (forced, daily):
+        for panel in ("volatility_daily", "factors_daily", "instrument_factors_daily"):
+            assert "targets as materialized" in run.results[panel]["compiled_code"], panel
     _assert_panels_equal(full_build.panels, _panels(second))
 
 

@@ -1,16 +1,21 @@
 {#-
-    The per-session characteristics both factor panels use, as two CTEs (panel_rows,
-    characteristics) for a model that defines the CTEs prices, daily_returns, instruments,
-    sessions and bounds. Characteristics at a session S (an instrument's row at S):
+    The per-session characteristics both factor panels use, as three CTEs (panel_rows,
+    characteristic_frames, characteristics) for a model that defines the CTEs prices,
+    daily_returns, instruments, sessions and bounds. Characteristics at a session S (an
+    instrument's row at S):
       market_cap       shares_outstanding * close at S (null unless shares_outstanding > 0)
       momentum_12_1    close at S-21 / close at S-252 - 1 (null unless both closes exist)
       volatility_63    sample stddev of return_log over sessions S-62..S, all 63 present (not
                        annualised: only its ordering and z-score are used)
-    A range frame "k preceding and k preceding" holds the instrument's row of session S-k, or
-    nothing (null) when it had no price then; windows rather than self-joins keep the plan
-    linear on both engines.
+    A frame of sessions "S-k .. S-k" holds the instrument's row of session S-k, or nothing (null)
+    when it had no price then (macros/panels/rolling_aggregates.sql: windows for long runs,
+    each written row's own look-back for short ones; never self-joins of all rows).
+
+    from_offset: the first session whose characteristics the model uses is
+    bounds.first_idx - from_offset. keep_rows: characteristics also has the rows before it,
+    with null momentum_12_1 and volatility_63 in a short run (their other columns are set).
 -#}
-{% macro instrument_characteristics_ctes() -%}
+{% macro instrument_characteristics_ctes(from_offset=0, keep_rows=false) -%}
 -- One row per instrument per session it has a price, from from_idx on.
 panel_rows as (
 
@@ -38,9 +43,25 @@ panel_rows as (
 
 ),
 
--- Characteristics at each session S. A range frame "k preceding and k preceding" holds the
--- instrument's row of session S-k, or nothing (null) when it had no price then; windows
--- rather than self-joins keep the plan linear on both engines.
+-- Closes 21 and 252 sessions before S and the 63-session return count and stddev at S.
+characteristic_frames as (
+
+    {{ rolling_aggregates(
+        "panel_rows",
+        ["instrument_id"],
+        ["instrument_id", "session_date", "session_idx", "return_simple", "sector", "market_cap"],
+        [
+            ["close_21_ago", "max", ["close"], 21, 21],
+            ["close_252_ago", "max", ["close"], 252, 252],
+            ["n_returns_63", "count", ["return_log"], 62, 0],
+            ["stddev_63", "stddev_samp", ["return_log"], 62, 0],
+        ],
+        from_offset=from_offset,
+        keep_rows=keep_rows,
+    ) }}
+
+),
+
 characteristics as (
 
     select
@@ -50,31 +71,10 @@ characteristics as (
         return_simple,
         sector,
         market_cap,
-        {{ safe_divide("max(close) over sessions_ago_21", "max(close) over sessions_ago_252") }} - 1
-            as momentum_12_1,
-        case
-            when count(return_log) over trailing_63 = 63
-                then stddev_samp(return_log) over trailing_63
-        end as volatility_63
+        {{ safe_divide("close_21_ago", "close_252_ago") }} - 1 as momentum_12_1,
+        case when n_returns_63 = 63 then stddev_63 end as volatility_63
 
-    from panel_rows
-
-    window
-        sessions_ago_21 as (
-            partition by instrument_id
-            order by session_idx
-            range between 21 preceding and 21 preceding
-        ),
-        sessions_ago_252 as (
-            partition by instrument_id
-            order by session_idx
-            range between 252 preceding and 252 preceding
-        ),
-        trailing_63 as (
-            partition by instrument_id
-            order by session_idx
-            range between 62 preceding and current row
-        )
+    from characteristic_frames
 
 )
 {%- endmacro %}

@@ -14,26 +14,58 @@
     tracks env_var per file, so a one-session run keeps partial parsing (seconds saved per run).
     A var of the same name still wins (dbt unit tests pin their window with vars).
 -#}
+{% macro panel_min_date_text() -%}
+    {{ return(var("min_date", env_var("PROMETHEUS_PANEL_MIN_DATE", "1900-01-01")) | string) }}
+{%- endmacro %}
+
+{% macro panel_max_date_text() -%}
+    {{ return(var("max_date", env_var("PROMETHEUS_PANEL_MAX_DATE", "2999-12-31")) | string) }}
+{%- endmacro %}
+
 {% macro panel_min_date() -%}
-    cast('{{ var("min_date", env_var("PROMETHEUS_PANEL_MIN_DATE", "1900-01-01")) }}' as date)
+    cast('{{ panel_min_date_text() }}' as date)
 {%- endmacro %}
 
 {% macro panel_max_date() -%}
-    cast('{{ var("max_date", env_var("PROMETHEUS_PANEL_MAX_DATE", "2999-12-31")) }}' as date)
+    cast('{{ panel_max_date_text() }}' as date)
 {%- endmacro %}
 
 {% macro panel_market_id() -%}
     '{{ var("market_id", env_var("PROMETHEUS_PANEL_MARKET_ID", "US_EQ")) }}'
 {%- endmacro %}
 
-{#- One row: from_idx (first session read), first_idx and last_idx (the sessions written). -#}
+{#-
+    One row: from_idx (first session read), first_idx and last_idx (the sessions written), and
+    from_date and last_date, the dates of the first and last session read. No row when the
+    window holds no session.
+-#}
 {% macro panel_bounds(lookback_sessions) -%}
     select
-        min(session_idx) - {{ lookback_sessions }} as from_idx,
-        min(session_idx) as first_idx,
-        max(session_idx) as last_idx
-    from {{ ref("int_sessions") }}
-    where session_date between {{ panel_min_date() }} and {{ panel_max_date() }}
+        written.first_idx - {{ lookback_sessions }} as from_idx,
+        written.first_idx,
+        written.last_idx,
+        min(read_sessions.session_date) as from_date,
+        max(read_sessions.session_date) as last_date
+    from (
+        select
+            min(session_idx) as first_idx,
+            max(session_idx) as last_idx
+        from {{ ref("int_sessions") }}
+        where session_date between {{ panel_min_date() }} and {{ panel_max_date() }}
+    ) as written
+    inner join {{ ref("int_sessions") }} as read_sessions
+        on read_sessions.session_idx between written.first_idx - {{ lookback_sessions }} and written.last_idx
+    group by written.first_idx, written.last_idx
+{%- endmacro %}
+
+{#-
+    Filter of a model's input CTE to the sessions the run reads (from_date..last_date of the
+    model's `bounds` CTE, which must come first). Cutting the rows before any join or window
+    keeps a one-session run from joining all history (on PostgreSQL, the index on
+    session_date finds them); rows outside are never used, so results are unchanged.
+-#}
+{% macro in_panel_reach(column="session_date") -%}
+    {{ column }} between (select from_date from bounds) and (select last_date from bounds)
 {%- endmacro %}
 
 {#- Pre-hook of every panel: delete the market's rows of the window about to be rewritten. -#}
@@ -45,4 +77,29 @@
     {%- else -%}
     select 1
     {%- endif -%}
+{%- endmacro %}
+
+{#-
+    How this run computes rolling statistics (macros/panels/rolling_aggregates.sql): "window"
+    (window functions over every row read) or "point" (only at the sessions written). Both give
+    the same values; they differ in cost. A run of a few sessions reads ~250 sessions of
+    look-back per session it writes, and the window form computes every one of those rows
+    (PostgreSQL re-aggregates each float frame from scratch: seconds per panel), while the
+    point form aggregates each written row's own look-back. For long runs the window form is
+    the cheap one. var rolling_form: "auto" (the default: point when the window spans at most
+    14 calendar days), "point" or "window".
+-#}
+{% macro panel_rolling_form() -%}
+    {%- set form = var("rolling_form", "auto") -%}
+    {%- if form not in ("auto", "point", "window") -%}
+        {{ exceptions.raise_compiler_error(
+            "var rolling_form must be 'auto', 'point' or 'window', was " ~ form
+        ) }}
+    {%- endif -%}
+    {%- if form != "auto" -%}
+        {{ return(form) }}
+    {%- endif -%}
+    {%- set first = modules.datetime.datetime.strptime(panel_min_date_text(), "%Y-%m-%d") -%}
+    {%- set last = modules.datetime.datetime.strptime(panel_max_date_text(), "%Y-%m-%d") -%}
+    {{ return("point" if (last - first).days < 14 else "window") }}
 {%- endmacro %}

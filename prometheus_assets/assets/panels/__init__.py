@@ -5,36 +5,44 @@ One ``@dbt_assets`` op builds them with ``dbt build`` for the run's session rang
 backfill policy); the window travels in PROMETHEUS_PANEL_* environment variables (see
 macros/panels/panel_window.sql) and the marts replace exactly that window.
 dbt tests become asset checks; error-severity ones are blocking.
+
+dbt-core runs in the run's own process (:class:`DbtPanelsResource`, on
+``prometheus_lib.storage.dbt.DbtSession``), the path the benchmarks time: no ``dbt``
+subprocess, no second import of dbt-core, and the project is parsed once per process and
+warehouse. Each finished node's event is turned into Dagster events by dagster-dbt's own
+translation (the one ``DbtCliResource.cli(...).stream()`` uses) as the node finishes.
 """
 
-import contextlib
 import fcntl
-import os
+import hashlib
+import queue
+import sys
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
+from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from prometheus_assets.constants import HISTORICAL, PANELS
 from prometheus_assets.partitions import keys_to_sessions
 from prometheus_assets.resources import WarehouseResource
-from prometheus_lib.storage.dbt import DBT_PROJECT_DIR, dbt_executable, dbt_target_env, panel_env, run_dbt
+from prometheus_lib.config.home import prometheus_home
+from prometheus_lib.storage.dbt import (
+    DBT_PROJECT_DIR,
+    DbtRun,
+    DbtSession,
+    dbt_session,
+    dbt_target_env,
+    panel_env,
+    project_sources_mtime,
+)
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
-_SOURCES = ("models", "macros", "tests", "dbt_project.yml", "profiles.yml")
-
-
-def _newest_source_mtime() -> float:
-    newest = 0.0
-    for name in _SOURCES:
-        path = DBT_PROJECT_DIR / name
-        files = [path] if path.is_file() else path.rglob("*")
-        for f in files:
-            if f.is_file():
-                newest = max(newest, f.stat().st_mtime)
-    return newest
 
 
 def ensure_manifest() -> Path:
@@ -46,10 +54,10 @@ def ensure_manifest() -> Path:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_source_mtime():
+        if MANIFEST.exists() and MANIFEST.stat().st_mtime >= project_sources_mtime():
             return MANIFEST
         env = {"PROMETHEUS_DBT_TARGET": "duckdb", "PROMETHEUS_DUCKDB_PATH": ":memory:"}
-        run = run_dbt(["parse", "--quiet"], env, DBT_PROJECT_DIR)
+        run = DbtSession(env, DBT_PROJECT_DIR).parse(["--quiet"])
         if run.returncode != 0 or not MANIFEST.exists():
             raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}:\n{run.stdout[-4000:]}{run.stderr[-2000:]}")
         return MANIFEST
@@ -72,19 +80,84 @@ class PanelTranslator(DagsterDbtTranslator):
         return PANELS
 
 
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the dbt subprocess launched inside, then restore them."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def warehouse_work_dir(target_env: Mapping[str, str], root: str | Path) -> Path:
+    """dbt's work folder (target, logs) under ``root`` for the warehouse ``target_env`` points at.
+
+    One folder per warehouse: dbt's partial parse is only valid for the profile it was made
+    with, so the runs of one warehouse share it, across processes, and the runs of another
+    never overwrite it.
+    """
+    digest = hashlib.sha256(repr(sorted(target_env.items())).encode()).hexdigest()[:16]
+    return Path(root) / f"{target_env.get('PROMETHEUS_DBT_TARGET', 'dbt')}-{digest}"
+
+
+class DbtPanelsResource(dg.ConfigurableResource):
+    """Runs the project's dbt in the run's process and streams its nodes as Dagster events.
+
+    ``work_root`` holds one dbt work folder per warehouse (:func:`warehouse_work_dir`); empty
+    means ``$PROMETHEUS_HOME/dbt`` when the run starts.
+    """
+
+    work_root: str = ""
+
+    def build(
+        self,
+        context: dg.AssetExecutionContext,
+        target_env: Mapping[str, str],
+        window_env: Mapping[str, str],
+    ) -> Iterator[Any]:
+        """``dbt build`` of the context's selected models and checks; Dagster events as nodes finish.
+
+        Selection, indirect selection and the event translation are dagster-dbt's, as in
+        ``DbtCliResource.cli(["build"], context=context).stream()``: an Output per model built,
+        an AssetCheckResult per selected test. When a node fails, the remaining events are
+        yielded and then a ``DagsterDbtCliRuntimeError`` is raised, as dagster-dbt does.
+
+        Parameters
+        ----------
+        context
+            The ``@dbt_assets`` op's context.
+        target_env
+            The warehouse (``prometheus_lib.storage.dbt.dbt_target_env``).
+        window_env
+            The panel window (``prometheus_lib.storage.dbt.panel_env``).
+        """
+        params = get_updated_cli_invocation_params_for_context(
+            context=context, manifest={}, dagster_dbt_translator=DagsterDbtTranslator(),
+        )
+        args = ["build", *params.selection_args]
+        if params.indirect_selection:
+            args += ["--indirect-selection", params.indirect_selection]
+        work = warehouse_work_dir(target_env, self.work_root or prometheus_home() / "dbt")
+        session = dbt_session(target_env, work)
+        context.log.info(f"dbt {' '.join(args)} in this process (work folder {work}; "
+                         f"{'manifest in memory' if session.is_parsed else 'parsing the project first'})")
+        events: queue.Queue[dict[str, Any] | DbtRun | BaseException] = queue.Queue()
+
+        def invoke() -> None:
+            try:
+                events.put(session.invoke(args, window_env, on_node_result=events.put))
+            except BaseException as e:  # noqa: BLE001 - handed to the op's thread below
+                events.put(e)
+
+        # dbt runs on a thread of its own so that each node's events reach Dagster as it ends.
+        worker = threading.Thread(target=invoke, name="dbt-panels", daemon=True)
+        worker.start()
+        while not isinstance(item := events.get(), DbtRun | BaseException):
+            event = DbtCoreCliEventMessage(raw_event=item, event_history_metadata={})
+            sys.stdout.write(f"{event}\n")
+            yield from event.to_default_asset_events(
+                manifest=params.manifest, dagster_dbt_translator=params.dagster_dbt_translator,
+                context=context, target_path=work / "target", project=params.dbt_project,
+            )
+        worker.join()
+        if isinstance(item, BaseException):
+            raise item
+        if item.returncode != 0:
+            raise DagsterDbtCliRuntimeError(
+                description=f"dbt {' '.join(args)} failed (exit code {item.returncode}; failed nodes: "
+                            f"{item.failed or 'none'}):\n{item.stdout[-4000:]}\n{item.stderr[-4000:]}"
+            )
 
 
 def build_panel_assets(partitions_def: dg.PartitionsDefinition, market_id: str) -> dg.AssetsDefinition:
@@ -97,20 +170,23 @@ def build_panel_assets(partitions_def: dg.PartitionsDefinition, market_id: str) 
         backfill_policy=dg.BackfillPolicy.single_run(),
         name="dbt_panels",
     )
-    def dbt_panels(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    def dbt_panels(context: dg.AssetExecutionContext, dbt: DbtPanelsResource, warehouse: WarehouseResource):
         """Build the dbt panels for the run's session range (one dbt build, marts replace that window)."""
         sessions = keys_to_sessions(context.partition_keys)
         window = panel_env(min(sessions), max(sessions), market_id)
         with dg.build_resources({"w": warehouse}) as res:
             w = res.w
-        env = {**dbt_target_env(w.backend, w.duckdb_path, w.postgres_url), **window}
+        target = dbt_target_env(w.backend, w.duckdb_path, w.postgres_url)
         context.log.info(f"dbt build for sessions {sessions[0]}..{sessions[-1]} of {market_id} on {w.backend}")
-        with _environment(env):
-            yield from dbt.cli(["build"], context=context).stream()
+        yield from dbt.build(context, target, window)
 
     return dbt_panels
 
 
-def dbt_resource() -> DbtCliResource:
-    """The dbt CLI resource: the project's own profiles and the virtualenv's dbt."""
-    return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable())
+def dbt_resource() -> DbtPanelsResource:
+    """The dbt resource: dbt-core in the run's process, its work folders in ``$PROMETHEUS_HOME/dbt``.
+
+    The folder is fixed when the definitions are built, so every run of a code location finds
+    the partial parse of its warehouse there.
+    """
+    return DbtPanelsResource(work_root=str(prometheus_home() / "dbt"))

@@ -47,10 +47,17 @@
 
 with
 
+bounds as (
+
+    {{ panel_bounds(lookback) }}
+
+),
+
 returns as (
 
     select * from {{ ref("returns_daily") }}
     where market_id = {{ panel_market_id() }}
+      and {{ in_panel_reach() }}
 
 ),
 
@@ -64,12 +71,6 @@ instruments as (
 sessions as (
 
     select * from {{ ref("int_sessions") }}
-
-),
-
-bounds as (
-
-    {{ panel_bounds(lookback) }}
 
 ),
 

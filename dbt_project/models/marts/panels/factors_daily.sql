@@ -14,10 +14,18 @@
 
 with
 
+-- Momentum at T-1 reads the close of session (T-1)-252: 253 sessions before the window.
+bounds as (
+
+    {{ panel_bounds(253) }}
+
+),
+
 prices as (
 
     select * from {{ ref("stg_market__prices_daily") }}
     where market_id = {{ panel_market_id() }}
+      and {{ in_panel_reach() }}
 
 ),
 
@@ -25,6 +33,7 @@ daily_returns as (
 
     select * from {{ ref("returns_daily") }}
     where market_id = {{ panel_market_id() }}
+      and {{ in_panel_reach() }}
 
 ),
 
@@ -40,14 +49,8 @@ sessions as (
 
 ),
 
--- Momentum at T-1 reads the close of session (T-1)-252: 253 sessions before the window.
-bounds as (
-
-    {{ panel_bounds(253) }}
-
-),
-
-{{ instrument_characteristics_ctes() }},
+-- Characteristics of the session before each written one (T-1) on.
+{{ instrument_characteristics_ctes(from_offset=1) }},
 
 -- The return of T beside the characteristics of T-1 (the previous session's row). A return at
 -- T implies a price, hence a row, at T-1.

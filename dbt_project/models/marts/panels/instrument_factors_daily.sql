@@ -16,10 +16,18 @@
 
 with
 
+-- Momentum at T reads the close of session T-252; betas and volatility reach back 62 sessions.
+bounds as (
+
+    {{ panel_bounds(252) }}
+
+),
+
 prices as (
 
     select * from {{ ref("stg_market__prices_daily") }}
     where market_id = {{ panel_market_id() }}
+      and {{ in_panel_reach() }}
 
 ),
 
@@ -27,6 +35,7 @@ daily_returns as (
 
     select * from {{ ref("returns_daily") }}
     where market_id = {{ panel_market_id() }}
+      and {{ in_panel_reach() }}
 
 ),
 
@@ -34,6 +43,7 @@ factors as (
 
     select * from {{ ref("factors_daily") }}
     where market_id = {{ panel_market_id() }}
+      and {{ in_panel_reach() }}
 
 ),
 
@@ -49,13 +59,6 @@ sessions as (
 
 ),
 
--- Momentum at T reads the close of session T-252; betas and volatility reach back 62 sessions.
-bounds as (
-
-    {{ panel_bounds(252) }}
-
-),
-
 style_factors as (
 
     select 'MKT' as factor_id
@@ -68,7 +71,9 @@ style_factors as (
 
 ),
 
-{{ instrument_characteristics_ctes() }},
+-- Characteristics at the written sessions; the 62 sessions before them are kept for their
+-- returns (the regressions' look-back), their characteristics unused.
+{{ instrument_characteristics_ctes(keep_rows=true) }},
 
 -- One row per instrument row (a session it has a price) and style factor, with the factor's
 -- return of that session (null where factors_daily has none).
@@ -98,26 +103,17 @@ paired as (
 -- regr_* skip pairs with a null side; regr_count is the number of paired sessions.
 regressions as (
 
-    select
-        instrument_id,
-        session_date,
-        session_idx,
-        factor_id,
-        market_cap,
-        momentum_12_1,
-        volatility_63,
-        regr_count(return_simple, factor_return) over trailing_63 as n_pairs,
-        regr_slope(return_simple, factor_return) over trailing_63 as slope,
-        regr_r2(return_simple, factor_return) over trailing_63 as r2,
-        regr_syy(return_simple, factor_return) over trailing_63 as syy
-
-    from paired
-
-    window trailing_63 as (
-        partition by instrument_id, factor_id
-        order by session_idx
-        range between 62 preceding and current row
-    )
+    {{ rolling_aggregates(
+        "paired",
+        ["instrument_id", "factor_id"],
+        ["instrument_id", "session_date", "session_idx", "factor_id", "market_cap", "momentum_12_1", "volatility_63"],
+        [
+            ["n_pairs", "regr_count", ["return_simple", "factor_return"], 62, 0],
+            ["slope", "regr_slope", ["return_simple", "factor_return"], 62, 0],
+            ["r2", "regr_r2", ["return_simple", "factor_return"], 62, 0],
+            ["syy", "regr_syy", ["return_simple", "factor_return"], 62, 0],
+        ],
+    ) }}
 
 ),
 

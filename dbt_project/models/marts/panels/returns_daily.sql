@@ -6,22 +6,23 @@
 
 with
 
+bounds as (
+
+    {{ panel_bounds(1) }}
+
+),
+
 prices as (
 
     select * from {{ ref("stg_market__prices_daily") }}
     where market_id = {{ panel_market_id() }}
+      and {{ in_panel_reach() }}
 
 ),
 
 sessions as (
 
     select * from {{ ref("int_sessions") }}
-
-),
-
-bounds as (
-
-    {{ panel_bounds(1) }}
 
 ),
 

@@ -14,10 +14,17 @@
 
 with
 
+bounds as (
+
+    {{ panel_bounds(lookback) }}
+
+),
+
 returns as (
 
     select * from {{ ref("returns_daily") }}
     where market_id = {{ panel_market_id() }}
+      and {{ in_panel_reach() }}
 
 ),
 
@@ -25,18 +32,13 @@ prices as (
 
     select * from {{ ref("stg_market__prices_daily") }}
     where market_id = {{ panel_market_id() }}
+      and {{ in_panel_reach() }}
 
 ),
 
 sessions as (
 
     select * from {{ ref("int_sessions") }}
-
-),
-
-bounds as (
-
-    {{ panel_bounds(lookback) }}
 
 ),
 
@@ -92,43 +94,40 @@ range_terms as (
         *,
         log_high_low * log_high_low as parkinson_term,
         0.5 * log_high_low * log_high_low
-            - (2 * ln(cast(2 as double precision)) - 1) * log_close_open * log_close_open as garman_klass_term
+            - (2 * ln(cast(2 as double precision)) - 1) * log_close_open * log_close_open as garman_klass_term,
+        downside_log * downside_log as downside_square,
+        ewma_weight * return_log * return_log as ewma_term,
+        case when return_log is not null then ewma_weight end as ewma_weight_observed
 
     from terms
 
 ),
 
 {#-
-    Windows are ordered by session_idx, not session_date, because their frames are session
-    ranges (`range between N-1 preceding`): the two orders are the same.
+    Frames are ranges of session_idx ending at T (macros/panels/rolling_aggregates.sql: window
+    functions over every row read for long runs, each written row's own look-back for short).
 -#}
 windowed as (
 
-    select
-        instrument_id,
-        session_date,
-        market_id,
-        session_idx,
-
-        count(return_log) over w21 as n_returns_21,
-        var_samp(return_log) over w21 as variance_21,
-        count(return_log) over w63 as n_returns_63,
-        var_samp(return_log) over w63 as variance_63,
-        sum(downside_log * downside_log) over w63 as downside_sumsq_63,
-        count(return_log) over w252 as n_returns_252,
-        sum(ewma_weight * return_log * return_log) over w252 as ewma_weighted_sumsq,
-        sum(case when return_log is not null then ewma_weight end) over w252 as ewma_weight_sum,
-        count(parkinson_term) over w21 as n_parkinson_21,
-        avg(parkinson_term) over w21 as parkinson_mean_21,
-        count(garman_klass_term) over w21 as n_garman_klass_21,
-        avg(garman_klass_term) over w21 as garman_klass_mean_21
-
-    from range_terms
-
-    window
-        w21 as (partition by instrument_id order by session_idx range between 20 preceding and current row),
-        w63 as (partition by instrument_id order by session_idx range between 62 preceding and current row),
-        w252 as (partition by instrument_id order by session_idx range between 251 preceding and current row)
+    {{ rolling_aggregates(
+        "range_terms",
+        ["instrument_id"],
+        ["instrument_id", "session_date", "market_id", "session_idx"],
+        [
+            ["n_returns_21", "count", ["return_log"], 20, 0],
+            ["variance_21", "var_samp", ["return_log"], 20, 0],
+            ["n_returns_63", "count", ["return_log"], 62, 0],
+            ["variance_63", "var_samp", ["return_log"], 62, 0],
+            ["downside_sumsq_63", "sum", ["downside_square"], 62, 0],
+            ["n_returns_252", "count", ["return_log"], 251, 0],
+            ["ewma_weighted_sumsq", "sum", ["ewma_term"], 251, 0],
+            ["ewma_weight_sum", "sum", ["ewma_weight_observed"], 251, 0],
+            ["n_parkinson_21", "count", ["parkinson_term"], 20, 0],
+            ["parkinson_mean_21", "avg", ["parkinson_term"], 20, 0],
+            ["n_garman_klass_21", "count", ["garman_klass_term"], 20, 0],
+            ["garman_klass_mean_21", "avg", ["garman_klass_term"], 20, 0],
+        ],
+    ) }}
 
 ),
 
