@@ -35,15 +35,8 @@ def check_targets(targets: pl.DataFrame, members: pl.DataFrame, *, max_position_
         "sessions_over_fully_invested": over.height,
         "targets_outside_universe": outside.height,
     }
-    passed = not any(problems.values())
-    description = (
-        f"{targets.height} target weights over {sums.height} sessions are valid"
-        if passed else "invalid targets: " + ", ".join(f"{k}={v}" for k, v in problems.items() if v)
-    )
-    return CheckOutcome(passed, Severity.ERROR, description, {
-        **problems, "max_position_weight": max_position_weight,
-        "examples": _examples(bad_weight) + _examples(over) + _examples(outside),
-    })
+    return _outcome(problems, f"{targets.height} target weights over {sums.height} sessions are valid",
+                    "invalid targets", {"max_position_weight": max_position_weight}, bad_weight, over, outside)
 
 
 def check_book(equity: pl.DataFrame, positions: pl.DataFrame, orders: pl.DataFrame, fills: pl.DataFrame,
@@ -65,12 +58,13 @@ def check_book(equity: pl.DataFrame, positions: pl.DataFrame, orders: pl.DataFra
         "fills_without_order_in_range": orphan.height,
         "sessions_beyond_leverage": borrowed.height,
     }
+    return _outcome(problems, f"book reconciles over {book.height} sessions ({orders.height} orders, {fills.height} fills)",
+                    "book does not reconcile", {"max_leverage": max_leverage}, off, overfilled, orphan, borrowed)
+
+
+def _outcome(problems: dict[str, int], ok: str, failed: str, settings: dict, *offenders: pl.DataFrame) -> CheckOutcome:
+    """An ERROR-severity outcome: passed when every problem count is 0; counts, settings and example rows as metadata."""
     passed = not any(problems.values())
-    description = (
-        f"book reconciles over {book.height} sessions ({orders.height} orders, {fills.height} fills)"
-        if passed else "book does not reconcile: " + ", ".join(f"{k}={v}" for k, v in problems.items() if v)
-    )
-    return CheckOutcome(passed, Severity.ERROR, description, {
-        **problems, "max_leverage": max_leverage,
-        "examples": _examples(off) + _examples(overfilled) + _examples(orphan) + _examples(borrowed),
-    })
+    description = ok if passed else f"{failed}: " + ", ".join(f"{k}={v}" for k, v in problems.items() if v)
+    examples = [row for frame in offenders for row in _examples(frame)]
+    return CheckOutcome(passed, Severity.ERROR, description, {**problems, **settings, "examples": examples})

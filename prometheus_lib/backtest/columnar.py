@@ -178,8 +178,8 @@ class _ColumnarBook:
         self.pos = {iid: k for k, iid in enumerate(self.ids)}
         self.rank = np.argsort(np.argsort(np.array(self.ids, dtype=object), kind="stable"), kind="stable")
         self.planner = OrderPlanner(ex, max_position_weight=config.max_position_weight)
-        lots = [data.lot_sizes.get(InstrumentId(i), ex.lot_size) for i in self.ids]
-        self.lots = np.array([self.planner._lot_size(i, {i: lot}) for i, lot in zip(self.ids, lots)], dtype=float)
+        # the planner's lot per instrument (its default where data has none), checked once
+        self.lots = np.array([self.planner._lot_size(InstrumentId(i), data.lot_sizes) for i in self.ids], dtype=float)
         self.slippage = build_slippage_model(ex.slippage)
         self.commission = build_commission_model(ex.commission)
         self.next_open = ex.fill_at == "next_open"
@@ -218,7 +218,8 @@ class _ColumnarBook:
             self.working.append(w)
         self.fill_counts = {oid: len(fs) for oid, fs in by_order.items()}
 
-        self.rows: dict[str, list[tuple]] = {t: [] for t in TABLE_COLUMNS}  # row tuples, transposed at the end
+        # row tuples, transposed at the end (positions_snapshots: per-session arrays in self.snapshots)
+        self.rows: dict[str, list[tuple]] = {t: [] for t in TABLE_COLUMNS if t != "positions_snapshots"}
         self.snapshots: list[tuple] = []  # per session: column arrays of positions_snapshots
         self.equity_rows: list[dict] = []
         self.traded: list[float] = []
@@ -563,8 +564,6 @@ class _ColumnarBook:
 
         columns: dict[str, dict[str, object]] = {}
         for table, rows in self.rows.items():
-            if table == "positions_snapshots":
-                continue
             names = TABLE_COLUMNS[table]
             columns[table] = dict(zip(names, zip(*rows))) if rows else {c: () for c in names}
         snaps = self.snapshots
