@@ -92,6 +92,45 @@ TABLE_COLUMNS = {
 }
 
 
+# The columns that change from row to row; the rest are per session (session_date, its stamp, the
+# session's decision id) or constant, and are filled in when the rows become columns.
+_ROW_COLUMNS = {
+    "orders": ("order_id", "instrument_id", "side", "quantity", "status", "metadata"),
+    "fills": ("fill_id", "order_id", "instrument_id", "side", "quantity", "price", "commission", "slippage_bps",
+              "metadata"),
+    "executed_actions": ("action_id", "decision_id", "instrument_id", "action_type", "quantity", "price", "notional",
+                         "metadata"),
+    "backtest_trades": ("trade_id", "instrument_id", "side", "quantity", "price", "commission", "pnl"),
+}
+
+
+class _Rows:
+    """One table's rows, column by column: a list per varying column and the row count after each session."""
+
+    __slots__ = ("cols", "ends")
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.cols: dict[str, list] = {name: [] for name in names}
+        self.ends: list[int] = []
+
+    def appenders(self) -> tuple:
+        return tuple(col.append for col in self.cols.values())
+
+    def end_session(self) -> None:
+        self.ends.append(len(next(iter(self.cols.values()))))
+
+    def counts(self) -> np.ndarray:
+        return np.diff(np.array([0, *self.ends], dtype=np.int64))
+
+
+def _spread(values: Sequence, counts: np.ndarray) -> list:
+    """Each of ``values`` repeated its count of times, as a list."""
+    out: list = []
+    for v, m in zip(values, counts.tolist()):
+        out += [v] * m
+    return out
+
+
 def _jnum(x: float | None) -> str:
     # json.dumps writes a float with float.__repr__ and None as null; the rows must be byte-equal.
     return "null" if x is None else float.__repr__(float(x))
@@ -176,7 +215,7 @@ class _ColumnarBook:
         self.ids = list(data.index.ids)
         n = len(self.ids)
         self.pos = {iid: k for k, iid in enumerate(self.ids)}
-        self.rank = np.argsort(np.argsort(np.array(self.ids, dtype=object), kind="stable"), kind="stable")
+        self.rank = np.argsort(np.argsort(np.array(self.ids, dtype=object), kind="stable"), kind="stable").tolist()
         self.planner = OrderPlanner(ex, max_position_weight=config.max_position_weight)
         # the planner's lot per instrument (its default where data has none), checked once
         self.lots = np.array([self.planner._lot_size(InstrumentId(i), data.lot_sizes) for i in self.ids], dtype=float)
@@ -218,8 +257,12 @@ class _ColumnarBook:
             self.working.append(w)
         self.fill_counts = {oid: len(fs) for oid, fs in by_order.items()}
 
-        # row tuples, transposed at the end (positions_snapshots: per-session arrays in self.snapshots)
-        self.rows: dict[str, list[tuple]] = {t: [] for t in TABLE_COLUMNS if t != "positions_snapshots"}
+        # rows as columns: a list per column that changes from row to row, and the sessions' row counts for
+        # the per-session and constant ones (no tuple per row: millions of them would cost a cyclic-GC pass
+        # over all of them when the collector is turned back on, and a transpose)
+        self.rows = {t: _Rows(cols) for t, cols in _ROW_COLUMNS.items()}
+        self.recorded: list[tuple[date, datetime, str]] = []  # (session, stamp, decision id) per session
+        # positions_snapshots: per-session arrays in self.snapshots
         self.snapshots: list[tuple] = []  # per session: column arrays of positions_snapshots
         self.equity_rows: list[dict] = []
         self.traded: list[float] = []
@@ -302,13 +345,10 @@ class _ColumnarBook:
 
         # the account after the session, and its equity row
         cash = self.cash
-        vals, unreal = [], []
+        vals = []
         for k in self.held:
-            qk = self.q[k]
             lp = self.lp[k]
-            pv = lp if lp == lp else self.c[k]
-            vals.append(qk * pv)
-            unreal.append(qk * (pv - self.c[k]))
+            vals.append(self.q[k] * (lp if lp == lp else self.c[k]))
         positions_value = math.fsum(vals)
         gross = math.fsum(abs(v) for v in vals)
         equity = cash + positions_value
@@ -397,27 +437,30 @@ class _ColumnarBook:
                 continue
             sign = w.sign
             funding_reason = None
-            reducing = min(quantity, max(-w.sign * q[k], 0.0))
+            month_shares = self.month_shares
+            price, bps = slippage(sign, ref, quantity, volume, vola)
+            fee = commission(quantity, price, month_shares)
+            reducing = min(quantity, max(-sign * q[k], 0.0))
             if quantity > reducing:
                 budget = max(equity * lev - gross, 0.0)
-                month_shares = self.month_shares
+                # MarketSimulator's test, affordable(quantity), on the price and fee just computed
+                if (quantity - reducing) * price + fee > budget:
 
-                def affordable(shares: float) -> bool:
-                    if shares <= reducing:
-                        return True
-                    fp, _ = slippage(sign, ref, shares, volume, vola)
-                    return (shares - reducing) * fp + commission(shares, fp, month_shares) <= budget
+                    def affordable(shares: float) -> bool:
+                        if shares <= reducing:
+                            return True
+                        fp, _ = slippage(sign, ref, shares, volume, vola)
+                        return (shares - reducing) * fp + commission(shares, fp, month_shares) <= budget
 
-                if not affordable(quantity):
                     funded = largest_affordable(quantity, reducing, lot, affordable)
                     funding_reason = buying_power_reason(budget, self.currency, funded, quantity, iid, lev)
                     quantity = funded
                     if quantity <= 0:
                         w.status, w.reason = _CANCELLED, funding_reason
                         continue
-            price, bps = slippage(sign, ref, quantity, volume, vola)
+                    price, bps = slippage(sign, ref, quantity, volume, vola)
+                    fee = commission(quantity, price, month_shares)
             n = self.fill_counts.get(w.order_id, 0) + 1
-            fee = commission(quantity, price, self.month_shares)
             q0 = q[k]
             q1, c[k], r[k] = position_after(q0, c[k], r[k], w.sign * quantity, price)
             q[k] = q1
@@ -492,43 +535,47 @@ class _ColumnarBook:
 
     def _record(self, session: date, stamp: datetime, decision_id: str, orders: list, carried: list[_Working],
                 fills: list[tuple], realized: list, close: list[float], held_before: list[int]) -> None:
-        run_id, pf, ids = self.run_id, self.portfolio, self.ids
-        add_order, add_fill = self.rows["orders"].append, self.rows["fills"].append
-        add_action, add_trade = self.rows["executed_actions"].append, self.rows["backtest_trades"].append
+        ids, rows = self.ids, self.rows
+        self.recorded.append((session, stamp, decision_id))
+        o_id, o_iid, o_side, o_qty, o_status, o_meta = rows["orders"].appenders()
+        a_id, a_dec, a_iid, a_type, a_qty, a_px, a_notional, a_meta = rows["executed_actions"].appenders()
+        f_id, f_order, f_iid, f_side, f_qty, f_px, f_fee, f_bps, f_meta = rows["fills"].appenders()
+        t_id, t_iid, t_side, t_qty, t_px, t_fee, t_pnl = rows["backtest_trades"].appenders()
         for w, rejected in orders:
             if w is None:
                 oid, k, sign, qty, reason = rejected
                 status, filled = _REJECTED, 0.0
             else:
                 oid, k, sign, qty, reason, status, filled = w.order_id, w.k, w.sign, w.quantity, w.reason, w.status, w.filled
-            side = "BUY" if sign > 0 else "SELL"
             iid = ids[k]
-            add_order((oid, pf, session, stamp, iid, side, "MARKET", "DAY", qty, None, None, status, MODE, decision_id,
-                       run_id, f'{{"filled_quantity": {_jnum(filled)}, "reason": {_jstr(reason)}}}'))
-            meta = f'{{"reason": {_jstr(reason)}}}'
+            reason_json = _jstr(reason)
+            o_id(oid), o_iid(iid), o_side("BUY" if sign > 0 else "SELL"), o_qty(qty), o_status(status)
+            o_meta(f'{{"filled_quantity": {_jnum(filled)}, "reason": {reason_json}}}')
+            meta = f'{{"reason": {reason_json}}}'
             kind = "ORDER_REJECTED" if status == _REJECTED else "ORDER_SUBMITTED"
-            add_action((f"{oid}:{kind}", decision_id, session, pf, iid, kind, sign * qty, None, None, MODE, run_id,
-                        stamp, meta))
+            a_id(f"{oid}:{kind}"), a_dec(decision_id), a_iid(iid), a_type(kind), a_qty(sign * qty), a_px(None)
+            a_notional(None), a_meta(meta)
             if status == _CANCELLED:
-                add_action((f"{oid}:ORDER_CANCELLED", decision_id, session, pf, iid, "ORDER_CANCELLED",
-                            sign * max(qty - filled, 0.0), None, None, MODE, run_id, stamp, meta))
+                a_id(f"{oid}:ORDER_CANCELLED"), a_dec(decision_id), a_iid(iid), a_type("ORDER_CANCELLED")
+                a_qty(sign * max(qty - filled, 0.0)), a_px(None), a_notional(None), a_meta(meta)
         for w in carried:
             if w.status == _CANCELLED:
-                add_action((f"{w.order_id}:ORDER_CANCELLED", w.decision_id, session, pf, ids[w.k], "ORDER_CANCELLED",
-                            w.sign * max(w.quantity - w.filled, 0.0), None, None, MODE, run_id, stamp,
-                            f'{{"reason": {_jstr(w.reason)}}}'))
-        strategy_id = self.strategy_id
+                a_id(f"{w.order_id}:ORDER_CANCELLED"), a_dec(w.decision_id), a_iid(ids[w.k]), a_type("ORDER_CANCELLED")
+                a_qty(w.sign * max(w.quantity - w.filled, 0.0)), a_px(None), a_notional(None)
+                a_meta(f'{{"reason": {_jstr(w.reason)}}}')
         for f, pnl in zip(fills, realized):
             fill_id, w, k, quantity, price, fee, bps = f
             side = "BUY" if w.sign > 0 else "SELL"
             iid = ids[k]
-            add_fill((fill_id, w.order_id, session, stamp, iid, side, quantity, price, fee, bps, pf, MODE, run_id,
-                      f'{{"realized_pnl": {_jnum(pnl)}}}'))
-            add_action((f"{fill_id}:FILL", decision_id, session, pf, iid, "FILL", w.sign * quantity, price,
-                        quantity * price, MODE, run_id, stamp,
-                        f'{{"order_id": {_jstr(w.order_id)}, "commission": {_jnum(fee)}}}'))
-            pnl = None if pnl is None or not math.isfinite(pnl) else float(pnl)
-            add_trade((run_id, fill_id, session, iid, side, quantity, price, fee, pnl, strategy_id, pf))
+            f_id(fill_id), f_order(w.order_id), f_iid(iid), f_side(side), f_qty(quantity), f_px(price), f_fee(fee)
+            f_bps(bps), f_meta(f'{{"realized_pnl": {_jnum(pnl)}}}')
+            a_id(f"{fill_id}:FILL"), a_dec(decision_id), a_iid(iid), a_type("FILL"), a_qty(w.sign * quantity)
+            a_px(price), a_notional(quantity * price)
+            a_meta(f'{{"order_id": {_jstr(w.order_id)}, "commission": {_jnum(fee)}}}')
+            t_id(fill_id), t_iid(iid), t_side(side), t_qty(quantity), t_px(price), t_fee(fee)
+            t_pnl(None if pnl is None or not math.isfinite(pnl) else float(pnl))
+        for table in rows.values():
+            table.end_session()
         # positions: every held instrument at the close (last known close, else average cost),
         # then one quantity-0 row for each position closed this session
         held = sorted(self.held, key=self.rank.__getitem__)
@@ -559,13 +606,37 @@ class _ColumnarBook:
 
     # ------------------------------------------------------------ the result
 
+    def _columns(self) -> dict[str, dict[str, object]]:
+        """Every table's columns, in ``TABLE_COLUMNS`` order (positions_snapshots: added by ``result``)."""
+        sessions = np.array([s for s, _, _ in self.recorded], dtype="datetime64[D]")
+        stamps = [t for _, t, _ in self.recorded]
+        out: dict[str, dict[str, object]] = {}
+        for table, rows in self.rows.items():
+            counts = rows.counts()
+            n = int(counts.sum())
+            per_session = {"session_date": np.repeat(sessions, counts), "created_at": _spread(stamps, counts),
+                           "filled_at": None, "decision_id": None}
+            per_session["filled_at"] = per_session["created_at"]
+            if table == "orders":
+                per_session["decision_id"] = _spread([d for _, _, d in self.recorded], counts)
+            constant = {"portfolio_id": self.portfolio, "order_type": "MARKET", "time_in_force": "DAY",
+                        "limit_price": None, "stop_price": None, "mode": MODE, "run_id": self.run_id,
+                        "strategy_id": self.strategy_id, "sleeve_id": self.portfolio}
+            cols = {}
+            for name in TABLE_COLUMNS[table]:
+                if name in rows.cols:
+                    cols[name] = rows.cols[name]
+                elif per_session.get(name) is not None:
+                    cols[name] = per_session[name]
+                else:
+                    cols[name] = [constant[name]] * n
+            out[table] = cols
+        return out
+
     def result(self) -> ExecutionRows:
         from prometheus_lib.backtest.runner import BookState, ExecutionRows
 
-        columns: dict[str, dict[str, object]] = {}
-        for table, rows in self.rows.items():
-            names = TABLE_COLUMNS[table]
-            columns[table] = dict(zip(names, zip(*rows))) if rows else {c: () for c in names}
+        columns = self._columns()
         snaps = self.snapshots
         sizes = [len(s[2]) for s in snaps]
         stack = (lambda j: np.concatenate([s[j] for s in snaps])) if snaps else (lambda j: np.zeros(0))

@@ -84,7 +84,7 @@ class BacktestData:
             if name not in frames:
                 raise DataValidationError(f"backtest data is missing table {name!r}; need {PANEL_TABLES}")
             tm.register(name, frames[name])
-        ids = sorted(set(frames["prices_daily"]["instrument_id"].to_list()))
+        ids = sorted(frames["prices_daily"]["instrument_id"].unique().to_list())
         index = InstrumentIndex.of(ids)
         ref = {r["instrument_id"]: r for r in instruments.iter_rows(named=True)}
         sectors = {i: (ref.get(i) or {}).get("sector") for i in ids}
@@ -144,7 +144,10 @@ class DecisionRows:
     horizon: int = 1
     per_session: list[tuple] = field(default_factory=list)
     universes: list[dict] = field(default_factory=list)
-    target_portfolios: list[dict] = field(default_factory=list)
+    portfolio_id: str = ""
+    created_at: datetime | None = None
+    # per session: (session, instrument positions, their target weights), the non-zero ones
+    targets: list[tuple[date, np.ndarray, np.ndarray]] = field(default_factory=list)
     portfolio_risk_reports: list[dict] = field(default_factory=list)
     engine_decisions: list[dict] = field(default_factory=list)
     decision_outcomes: list[dict] = field(default_factory=list)
@@ -153,7 +156,8 @@ class DecisionRows:
         """Return a frame per table, typed by the catalogue."""
         stacked = self._stacked()  # built once for both per-instrument tables
         out = {"instrument_scores": self._scores(stacked), "universe_members": self._members(stacked)}
-        for name in ("universes", "target_portfolios", "portfolio_risk_reports", "engine_decisions", "decision_outcomes"):
+        out["target_portfolios"] = self._target_portfolios()
+        for name in ("universes", "portfolio_risk_reports", "engine_decisions", "decision_outcomes"):
             out[name] = _frame(name, getattr(self, name))
         return {name: out[name] for name in DECISION_TABLE_ORDER}
 
@@ -177,6 +181,25 @@ class DecisionRows:
             "candidate": np.concatenate(candidates),
             "reasons_json": pl.Series(reasons, dtype=pl.String),
         }).with_columns(pl.col("score", "z_mom", "z_lowvol").fill_nan(None))
+
+    def _target_portfolios(self) -> pl.DataFrame:
+        schema = get_table("target_portfolios").polars_schema
+        if not self.targets:
+            return pl.DataFrame(schema=schema)
+        sessions, ks, weights = zip(*self.targets)
+        counts = [len(k) for k in ks]
+        ids = np.array(self.ids, dtype=object)
+        frame = pl.DataFrame({
+            "session_date": pl.Series(np.repeat(np.array(sessions, dtype="datetime64[D]"), counts)).cast(pl.Date),
+            "instrument_id": pl.Series(ids[np.concatenate(ks)], dtype=pl.String),
+            "target_weight": np.concatenate(weights),
+        })
+        return frame.select(
+            pl.lit(self.portfolio_id).alias("portfolio_id"), "session_date", "instrument_id", "target_weight",
+            pl.lit(MODE).alias("mode"), pl.lit(self.created_at).alias("created_at"),
+            pl.lit(self.config_hash).alias("config_hash"), pl.lit(None, pl.String).alias("metadata"),
+            pl.lit(self.run_id).alias("run_id"),
+        ).select([pl.col(c).cast(d) for c, d in schema.items()])
 
     def _scores(self, s: pl.DataFrame) -> pl.DataFrame:
         t = get_table("instrument_scores")
@@ -233,10 +256,11 @@ def run_decisions(
     cfg = strategy.config
     chash = strategy.config_hash
     ids = data.index.ids
-    rows = DecisionRows(ids=ids, strategy_id=cfg.strategy_id, market_id=cfg.market_id, run_id=run_id,
-                        config_hash=chash, horizon=cfg.rebalance_every_sessions)
-    targets: dict[date, dict[InstrumentId, float]] = {}
     created = _now()
+    rows = DecisionRows(ids=ids, strategy_id=cfg.strategy_id, market_id=cfg.market_id, run_id=run_id,
+                        config_hash=chash, horizon=cfg.rebalance_every_sessions,
+                        portfolio_id=portfolio.portfolio_id, created_at=created)
+    targets: dict[date, dict[InstrumentId, float]] = {}
     instrument_ids = [InstrumentId(i) for i in ids]
     with paused_gc():  # see columnar.paused_gc
         for session in sessions:
@@ -250,14 +274,11 @@ def run_decisions(
                 "metadata": json.dumps({"candidates": int(d.candidates.sum()), "instruments": len(ids)}),
                 "run_id": run_id,
             })
-            weights = {instrument_ids[k]: float(d.weights[k]) for k in np.flatnonzero(d.weights)}
+            held = np.flatnonzero(d.weights)
+            held_w = d.weights[held]
+            weights = dict(zip([instrument_ids[k] for k in held.tolist()], held_w.tolist()))
             targets[session] = weights
-            for k in np.flatnonzero(d.weights):
-                rows.target_portfolios.append({
-                    "portfolio_id": portfolio.portfolio_id, "session_date": session, "instrument_id": ids[k],
-                    "target_weight": float(d.weights[k]), "mode": MODE, "created_at": created,
-                    "config_hash": chash, "metadata": None, "run_id": run_id,
-                })
+            rows.targets.append((session, held, held_w))
             core, scen, sect, fact = risk_json(d.risk)
             rows.portfolio_risk_reports.append({
                 "portfolio_id": portfolio.portfolio_id, "session_date": session, "mode": MODE,

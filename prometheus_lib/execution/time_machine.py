@@ -60,6 +60,7 @@ class TimeMachine:
         self._tables: dict[str, _Table] = {}
         self._matrices: dict[tuple[str, str, int, str], tuple[InstrumentIndex, np.ndarray]] = {}
         self._cell_cache: dict[tuple, tuple[InstrumentIndex, tuple]] = {}
+        self._value_cache: dict[tuple[str, str], np.ndarray] = {}
         self._grid = np.array(self._sessions, dtype="datetime64[D]")
         self._k = 0
         if current is not None:
@@ -112,8 +113,9 @@ class TimeMachine:
         self._tables[name] = _Table(frame, date_column, dates)
         for key in [k for k in self._matrices if k[0] == name]:
             del self._matrices[key]
-        for key in [k for k in self._cell_cache if k[0] == name]:
-            del self._cell_cache[key]
+        for cache in (self._cell_cache, self._value_cache):
+            for key in [k for k in cache if k[0] == name]:
+                del cache[key]
 
     def load(
         self,
@@ -194,22 +196,30 @@ class TimeMachine:
         return full[lo: self._k + 1]
 
     def _dense(self, name, column, index, instrument_column, filter_column, filter_value) -> np.ndarray:
-        key = (name, column, id(index), f"{instrument_column}|{filter_column}|{filter_value}")
+        key = (name, column, id(index), instrument_column, filter_column, filter_value)
         cached = self._matrices.get(key)
         if cached is not None and cached[0] is index:
             return cached[1]
-        take, rows, cols = self._cells(name, index, instrument_column, filter_column, filter_value)
-        values = self._table(name).frame[column].cast(pl.Float64).to_numpy()
+        take, flat = self._cells(name, index, instrument_column, filter_column, filter_value)
+        values = self._values(name, column)
         out = np.full((len(self._sessions), len(index)), np.nan)
-        out[rows, cols] = values if take is None else values[take]
+        out.reshape(-1)[flat] = values if take is None else values[take]
         out.setflags(write=False)
         self._matrices[key] = (index, out)
         return out
 
+    def _values(self, name: str, column: str) -> np.ndarray:
+        """Column ``column`` of table ``name`` as float64, converted once."""
+        key = (name, column)
+        values = self._value_cache.get(key)
+        if values is None:
+            values = self._value_cache[key] = self._table(name).frame[column].cast(pl.Float64).to_numpy()
+        return values
+
     def _cells(self, name, index, instrument_column, filter_column, filter_value):
-        """Where the rows of ``name`` land in the grid, cached: ``(take, rows, cols)`` with ``take`` the
-        positions of the rows that land (None: all of them), and their session rows and
-        instrument columns.
+        """Where the rows of ``name`` land in the grid, cached: ``(take, flat)`` with ``take`` the
+        positions of the rows that land (None: all of them) and ``flat`` their cells in the
+        flattened (sessions x instruments) grid.
 
         The placement of every row is computed once per table and index; a filtered read
         (``filter_column == filter_value``) takes its subset.
@@ -222,23 +232,29 @@ class TimeMachine:
         if filter_column is None:
             dates = self._table(name).dates  # ascending (register sorts)
             grid = self._grid
-            # place each distinct date once (a table has thousands of dates, millions of rows)
+            # place each distinct date once (a table has thousands of dates, millions of rows); int32
+            # and in-place arithmetic: fresh memory for millions of cells is the cost here
             starts = np.flatnonzero(np.concatenate(([True], dates[1:] != dates[:-1]))) if dates.size else np.zeros(0, int)
             distinct = dates[starts]
             at = np.searchsorted(grid, distinct)
-            at = np.where((at < len(grid)) & (grid[np.minimum(at, len(grid) - 1)] == distinct), at, -1)
-            rows = np.repeat(at, np.diff(np.append(starts, dates.size)))
+            cell = np.int32 if len(grid) * len(index) < 2**31 else np.int64
+            at = np.where((at < len(grid)) & (grid[np.minimum(at, len(grid) - 1)] == distinct), at, -1).astype(cell)
+            flat = np.repeat(at, np.diff(np.append(starts, dates.size)))
             # an Enum over the index's ids: its physical code is the position (null: not in the index)
             codes = frame[instrument_column].cast(pl.String).cast(pl.Enum(list(index.ids)), strict=False)
-            cols = codes.to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
-            ok = (rows >= 0) & (cols >= 0)
-            value = (None, rows, cols) if ok.all() else (np.flatnonzero(ok), rows[ok], cols[ok])
+            cols = codes.to_physical().cast(pl.Int32 if cell is np.int32 else pl.Int64).fill_null(-1).to_numpy()
+            ok = (flat >= 0) & (cols >= 0)
+            flat *= len(index)
+            flat += cols
+            value = (None, flat) if ok.all() else (np.flatnonzero(ok), flat[ok])
         else:
-            take, rows, cols = self._cells(name, index, instrument_column, None, None)
-            selected = (frame[filter_column] == filter_value).fill_null(False).to_numpy()
-            if take is not None:
-                selected = selected[take]
-            value = (np.flatnonzero(selected) if take is None else take[selected], rows[selected], cols[selected])
+            take, flat = self._cells(name, index, instrument_column, None, None)
+            selected = (frame[filter_column] == filter_value).fill_null(False)
+            if take is None:
+                group = selected.arg_true().to_numpy()
+            else:
+                group = np.flatnonzero(selected.to_numpy()[take])
+            value = (group if take is None else take[group], flat[group])
         self._cell_cache[key] = (index, value)
         return value
 

@@ -228,7 +228,7 @@ class BaselineStrategy:
     def _risk(self, tm: TimeMachine, weights: np.ndarray) -> dict[str, object]:
         held = np.flatnonzero(weights != 0)
         rets = tm.matrix("returns_daily", "return_simple", self.index, lookback_sessions=RISK_WINDOW_SESSIONS)
-        port = np.nan_to_num(rets[:, held]) @ weights[held] if held.size else np.zeros(rets.shape[0])
+        port = _zero_missing(rets[:, held]) @ weights[held] if held.size else np.zeros(rets.shape[0])
         port = port[np.isfinite(port)]
         vol = float(np.std(port, ddof=1) * math.sqrt(252)) if port.size >= 2 else math.nan
         var95, es95 = historical_var_es(port, 0.95)
@@ -279,7 +279,7 @@ class BaselineStrategy:
         with np.errstate(invalid="ignore", divide="ignore"):
             r = close[-1] / close[0] - 1.0
         held = np.flatnonzero(weights != 0)
-        realized = float(np.nan_to_num(r[held]) @ weights[held]) if held.size else 0.0
+        realized = float(_zero_missing(r[held]) @ weights[held]) if held.size else 0.0
         mkt_r = tm.matrix("factors_daily", "factor_return", self._benchmark, lookback_sessions=h,
                           instrument_column="factor_id")[:, 0]
         # a session without the factor's return (absent or NaN) leaves the benchmark unknown
@@ -287,6 +287,11 @@ class BaselineStrategy:
         for old in [d for d in self._targets if d < then]:
             del self._targets[old]
         return [DecisionOutcome(decision_id, then, tm.current, h, realized, bench, int(held.size))]
+
+
+def _zero_missing(x: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(x)`` (missing -> 0), without its cost when every value is finite."""
+    return x if np.isfinite(x).all() else np.nan_to_num(x)
 
 
 def risk_json(risk: Mapping[str, object]) -> tuple[str, str, str, str]:

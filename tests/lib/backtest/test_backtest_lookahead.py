@@ -233,3 +233,20 @@ def test_matrix_with_filter_places_only_matching_rows_and_skips_rows_off_the_gri
     np.testing.assert_array_equal(mom, [[1.0, 2.0], [3.0, np.nan], [np.nan, np.nan]])
     np.testing.assert_array_equal(low, [[np.nan, np.nan], [np.nan, 4.0], [np.nan, np.nan]])
     np.testing.assert_array_equal(every, [[1.0, 2.0], [3.0, 4.0], [np.nan, 7.0]])
+
+
+def test_matrix_after_registering_a_table_again_reads_the_new_rows() -> None:
+    # Arrange: grids, placements and converted columns are cached per table; registering the
+    # table again must drop them all
+    tm = TimeMachine(D)
+    tm.register("prices_daily", pl.DataFrame({"session_date": [D[0], D[1]], "instrument_id": ["A", "B"],
+                                              "close": [1.0, 2.0]}))
+    tm.advance_to(D[1])
+    assert tm.matrix("prices_daily", "close", INDEX, lookback_sessions=2)[1, 1] == 2.0
+
+    # Act
+    tm.register("prices_daily", pl.DataFrame({"session_date": [D[1]], "instrument_id": ["A"], "close": [9.0]}))
+    window = tm.matrix("prices_daily", "close", INDEX, lookback_sessions=2)
+
+    # Assert
+    np.testing.assert_array_equal(window, [[np.nan, np.nan], [9.0, np.nan]])
