@@ -610,26 +610,23 @@ class _ColumnarBook:
         """Every table's columns, in ``TABLE_COLUMNS`` order (positions_snapshots: added by ``result``)."""
         sessions = np.array([s for s, _, _ in self.recorded], dtype="datetime64[D]")
         stamps = [t for _, t, _ in self.recorded]
+        each_session = {"created_at": stamps, "filled_at": stamps, "decision_id": [d for _, _, d in self.recorded]}
+        constant = {"portfolio_id": self.portfolio, "order_type": "MARKET", "time_in_force": "DAY",
+                    "limit_price": None, "stop_price": None, "mode": MODE, "run_id": self.run_id,
+                    "strategy_id": self.strategy_id, "sleeve_id": self.portfolio}
         out: dict[str, dict[str, object]] = {}
         for table, rows in self.rows.items():
             counts = rows.counts()
-            n = int(counts.sum())
-            per_session = {"session_date": np.repeat(sessions, counts), "created_at": _spread(stamps, counts),
-                           "filled_at": None, "decision_id": None}
-            per_session["filled_at"] = per_session["created_at"]
-            if table == "orders":
-                per_session["decision_id"] = _spread([d for _, _, d in self.recorded], counts)
-            constant = {"portfolio_id": self.portfolio, "order_type": "MARKET", "time_in_force": "DAY",
-                        "limit_price": None, "stop_price": None, "mode": MODE, "run_id": self.run_id,
-                        "strategy_id": self.strategy_id, "sleeve_id": self.portfolio}
-            cols = {}
+            cols: dict[str, object] = {}
             for name in TABLE_COLUMNS[table]:
                 if name in rows.cols:
                     cols[name] = rows.cols[name]
-                elif per_session.get(name) is not None:
-                    cols[name] = per_session[name]
+                elif name == "session_date":
+                    cols[name] = np.repeat(sessions, counts)
+                elif name in each_session:
+                    cols[name] = _spread(each_session[name], counts)
                 else:
-                    cols[name] = [constant[name]] * n
+                    cols[name] = [constant[name]] * int(counts.sum())
             out[table] = cols
         return out
 
