@@ -19,6 +19,7 @@ WAREHOUSE_IO = "warehouse_io_manager"
 META_TABLE = "prometheus/table"
 META_SCOPE = "prometheus/scope"
 PANELS = "panels"
+TEXT_STAGING = "text_staging"
 DBT = "dbt"
 
 # A strategy's assets live in group "strategy_<id>" under runtime/<id>/.

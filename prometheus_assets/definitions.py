@@ -13,12 +13,21 @@ from collections.abc import Iterator
 import dagster as dg
 
 from prometheus_assets.assets.ingestion import build_ingestion_assets
-from prometheus_assets.assets.panels import build_panel_assets, dbt_resource
+from prometheus_assets.assets.panels import build_panel_assets, build_text_staging_assets, dbt_resource
 from prometheus_assets.assets.reference import build_reference_assets
 from prometheus_assets.assets.strategy import build_strategy_assets, strategy_group
 from prometheus_assets.checks import build_ingestion_checks
 from prometheus_assets.checks.strategy import build_strategy_checks
-from prometheus_assets.constants import DBT, INGESTION, PANELS, PLATFORM, REFERENCE, WAREHOUSE, WAREHOUSE_IO
+from prometheus_assets.constants import (
+    DBT,
+    INGESTION,
+    PANELS,
+    PLATFORM,
+    REFERENCE,
+    TEXT_STAGING,
+    WAREHOUSE,
+    WAREHOUSE_IO,
+)
 from prometheus_assets.io_manager import WarehouseIOManager
 from prometheus_assets.partitions import session_partitions
 from prometheus_assets.resources import PlatformResource, WarehouseResource
@@ -62,6 +71,7 @@ def build_definitions(config_dir: str | None = None, warehouse: WarehouseResourc
         *build_reference_assets(market_id),
         *build_ingestion_assets(sessions, market_id),
         build_panel_assets(sessions, market_id),
+        build_text_staging_assets(),
     ]
     strategies = [s for s in config.strategies if s.market_id == market_id]
     for strategy in strategies:
@@ -76,8 +86,9 @@ def build_definitions(config_dir: str | None = None, warehouse: WarehouseResourc
             description="The dbt panels (returns, volatility, factors, exposures, correlations) for a session range.",
         ),
         dg.define_asset_job(
-            MAIN_JOB, selection=dg.AssetSelection.groups(REFERENCE, INGESTION, PANELS), partitions_def=sessions,
-            description="Ingestion, checks and panels for a session range, as one run.",
+            MAIN_JOB, selection=dg.AssetSelection.groups(REFERENCE, INGESTION, PANELS, TEXT_STAGING),
+            partitions_def=sessions,
+            description="Ingestion, checks, panels and the text staging views for a session range, as one run.",
         ),
         *[
             dg.define_asset_job(

@@ -42,6 +42,25 @@ _QUIET = ("--log-level", "none", "--no-use-colors")
 _RUN_FLAGS = ("--no-write-json", *_QUIET)
 _SESSIONS_KEPT = 4
 
+# What the Dagster panel asset builds for a session window (its @dbt_assets select/exclude, so
+# also the dbt selection of a run of all its assets): every model and data test, less
+#   - the text staging views: no panel reads them; an unpartitioned asset of their own builds
+#     them (their SQL, not a session, changes them);
+#   - the dbt unit tests: tests of the models' SQL on given rows, not of the warehouse's data
+#     (they are not asset checks either); the test suite runs them (tests/dbt/test_panel_checks.py).
+# The cross-database macro tests (tag cross_db, singular tests of constant cases) are code tests
+# too; the test suite runs them (tests/dbt/test_dbt_project.py).
+# (fqn, not path: selectors: dagster-dbt evaluates a path: against the process's working folder.)
+PANEL_SELECT = "fqn:*"
+PANEL_EXCLUDE = "fqn:staging.text resource_type:unit_test tag:cross_db"
+TEXT_STAGING_SELECT = "fqn:staging.text"
+
+
+def panel_build_args() -> list[str]:
+    """``dbt build`` as the Dagster panel asset runs it for a session window (all its assets)."""
+    return ["build", "--select", PANEL_SELECT, "--exclude", PANEL_EXCLUDE]
+
+
 # dbt-core keeps its flags, adapters, event manager and invocation context in module globals,
 # and reads the profile's environment variables from os.environ: one command at a time.
 _DBT_LOCK = threading.RLock()

@@ -146,12 +146,13 @@ def test_partition_backfill_from_ui_with_range_runs_as_one_run(prepared_home, tm
             {"params": {"partitionNames": partitions,
                         "assetSelection": [{"path": decisions.path}, {"path": book.path}]}})["data"]["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
-        status = None
+        status, error = None, None
         deadline = time.time() + 400
         while time.time() < deadline:
             data = _graphql(port, """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-                ... on PartitionBackfill { status numPartitions } } }""", {"id": launched["backfillId"]})
+                ... on PartitionBackfill { status numPartitions error { message } } } }""", {"id": launched["backfillId"]})
             status = data["data"]["partitionBackfillOrError"]["status"]
+            error = data["data"]["partitionBackfillOrError"].get("error")
             if status in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED", "CANCELED"):
                 break
             time.sleep(3)
@@ -161,7 +162,7 @@ def test_partition_backfill_from_ui_with_range_runs_as_one_run(prepared_home, tm
         proc.wait(timeout=60)
 
     # Assert: one run for the whole range, and the book under the strategy's default run id
-    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (status, error)
     results = runs["data"]["runsOrError"]["results"]
     assert len(results) == 1 and results[0]["status"] == "SUCCESS", results
     run_id = default_run_id(load_config(env["PROMETHEUS_CONFIG_DIR"]).strategy(STRATEGY))

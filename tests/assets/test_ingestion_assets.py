@@ -31,7 +31,10 @@ def test_load_definitions_with_repository_configs_succeeds():
     from prometheus_assets.definitions import defs
 
     dg.Definitions.validate_loadable(defs)
-    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    # the asset graph is acyclic (a backfill orders its assets by it; validate_loadable does not check)
+    assert len(graph.toposorted_asset_keys) == len(graph.get_all_asset_keys())
 
     # Assert
     for table in INGESTION_TABLES:

@@ -35,6 +35,20 @@
 {%- endmacro %}
 
 {#-
+    Whether this run was given a window (any of min_date, max_date, market_id, as a var or an
+    environment variable). Without one a run covers all history of US_EQ, and its data tests
+    cover every row of every market (macros/tests/get_where_subquery.sql).
+-#}
+{% macro panel_window_is_set() -%}
+    {%- for name in ("min_date", "max_date", "market_id") -%}
+        {%- if var(name, none) is not none or env_var("PROMETHEUS_PANEL_" ~ name | upper, "") != "" -%}
+            {{ return(true) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(false) }}
+{%- endmacro %}
+
+{#-
     One row: from_idx (first session read), first_idx and last_idx (the sessions written), and
     from_date and last_date, the dates of the first and last session read. No row when the
     window holds no session.

@@ -4,7 +4,12 @@ returns_daily, volatility_daily, factors_daily, instrument_factors_daily, correl
 One ``@dbt_assets`` op builds them with ``dbt build`` for the run's session range (single-run
 backfill policy); the window travels in PROMETHEUS_PANEL_* environment variables (see
 macros/panels/panel_window.sql) and the marts replace exactly that window.
-dbt tests become asset checks; error-severity ones are blocking.
+dbt tests become asset checks; error-severity ones are blocking. The data tests of the panels
+and of the prices read the run's window only (macros/tests/get_where_subquery.sql); the dbt unit
+tests and the cross-database macro tests are tests of the SQL, run by the test suite, not by the
+asset (``prometheus_lib.storage.dbt.PANEL_EXCLUDE``). The text staging views, which no panel
+reads, are unpartitioned assets of their own (``build_text_staging_assets``): a view changes
+with its SQL, not with a session.
 
 dbt-core runs in the run's own process (:class:`DbtPanelsResource`, on
 ``prometheus_lib.storage.dbt.DbtSession``), the path the benchmarks time: no ``dbt``
@@ -24,16 +29,19 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
-from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+from dagster_dbt.asset_utils import DAGSTER_DBT_EXCLUDE_METADATA_KEY, get_updated_cli_invocation_params_for_context
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
-from prometheus_assets.constants import HISTORICAL, PANELS
+from prometheus_assets.constants import HISTORICAL, PANELS, TEXT_STAGING
 from prometheus_assets.partitions import keys_to_sessions
 from prometheus_assets.resources import WarehouseResource
 from prometheus_lib.config.home import prometheus_home
 from prometheus_lib.storage.dbt import (
     DBT_PROJECT_DIR,
+    PANEL_EXCLUDE,
+    PANEL_SELECT,
+    TEXT_STAGING_SELECT,
     DbtRun,
     DbtSession,
     dbt_session,
@@ -80,6 +88,34 @@ class PanelTranslator(DagsterDbtTranslator):
         return PANELS
 
 
+class TextStagingTranslator(PanelTranslator):
+    """The text staging views: the same keys, in a group of their own (no session job runs them).
+
+    Their relationship tests read models they do not select from (the market reference views,
+    which the panel asset builds): each view also depends on those, so a run that builds both
+    (the main job) tests the views after the models their tests read exist.
+    """
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return TEXT_STAGING
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if not unique_id.startswith("model."):
+            return spec
+        nodes = manifest["nodes"]
+        folder = nodes[unique_id]["fqn"][:-1]
+        read = {  # models outside this folder (the multi-asset's own are ordered by dbt and may cycle)
+            parent
+            for test in manifest.get("child_map", {}).get(unique_id, []) if test.startswith("test.")
+            for parent in nodes[test]["depends_on"]["nodes"]
+            if parent.startswith("model.") and nodes[parent]["fqn"][:-1] != folder
+        }
+        known = {d.asset_key for d in spec.deps}
+        extra = [k for k in (self.get_asset_key(nodes[p]) for p in sorted(read)) if k not in known]
+        return spec.merge_attributes(deps=extra) if extra else spec
+
+
 def warehouse_work_dir(target_env: Mapping[str, str], root: str | Path) -> Path:
     """dbt's work folder (target, logs) under ``root`` for the warehouse ``target_env`` points at.
 
@@ -104,7 +140,7 @@ class DbtPanelsResource(dg.ConfigurableResource):
         self,
         context: dg.AssetExecutionContext,
         target_env: Mapping[str, str],
-        window_env: Mapping[str, str],
+        window_env: Mapping[str, str] | None,
     ) -> Iterator[Any]:
         """``dbt build`` of the context's selected models and checks; Dagster events as nodes finish.
 
@@ -120,12 +156,19 @@ class DbtPanelsResource(dg.ConfigurableResource):
         target_env
             The warehouse (``prometheus_lib.storage.dbt.dbt_target_env``).
         window_env
-            The panel window (``prometheus_lib.storage.dbt.panel_env``).
+            The panel window (``prometheus_lib.storage.dbt.panel_env``); None: no window (all
+            history, every row tested).
         """
         params = get_updated_cli_invocation_params_for_context(
             context=context, manifest={}, dagster_dbt_translator=DagsterDbtTranslator(),
         )
         args = ["build", *params.selection_args]
+        exclude = context.op.tags.get(DAGSTER_DBT_EXCLUDE_METADATA_KEY)
+        if exclude and "--exclude" not in args:
+            # A subset run selects its models by name, and dbt would add the unit tests of those
+            # models and data tests that belong to another assets definition: keep out what
+            # this one leaves out.
+            args += ["--exclude", exclude]
         if params.indirect_selection:
             args += ["--indirect-selection", params.indirect_selection]
         work = warehouse_work_dir(target_env, self.work_root or prometheus_home() / "dbt")
@@ -165,6 +208,8 @@ def build_panel_assets(partitions_def: dg.PartitionsDefinition, market_id: str) 
 
     @dbt_assets(
         manifest=ensure_manifest(),
+        select=PANEL_SELECT,
+        exclude=PANEL_EXCLUDE,
         dagster_dbt_translator=PanelTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -181,6 +226,24 @@ def build_panel_assets(partitions_def: dg.PartitionsDefinition, market_id: str) 
         yield from dbt.build(context, target, window)
 
     return dbt_panels
+
+
+def build_text_staging_assets() -> dg.AssetsDefinition:
+    """The text staging views (news, filings, calls, macro events) and their tests, unpartitioned."""
+
+    @dbt_assets(
+        manifest=ensure_manifest(),
+        select=TEXT_STAGING_SELECT,
+        dagster_dbt_translator=TextStagingTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+        name="dbt_text_staging",
+    )
+    def dbt_text_staging(context: dg.AssetExecutionContext, dbt: DbtPanelsResource, warehouse: WarehouseResource):
+        """Build the text staging views and test every row of them (they read whole tables)."""
+        with dg.build_resources({"w": warehouse}) as res:
+            w = res.w
+        yield from dbt.build(context, dbt_target_env(w.backend, w.duckdb_path, w.postgres_url), None)
+
+    return dbt_text_staging
 
 
 def dbt_resource() -> DbtPanelsResource:

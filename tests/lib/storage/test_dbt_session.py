@@ -9,6 +9,7 @@ work folder of its own.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -148,6 +149,29 @@ def test_test_command_with_bad_bar_returns_code_1_and_the_failing_test(market: d
     assert run.failed == {HIGH_AT_LEAST_LOW: "fail"}
     assert run.results[HIGH_AT_LEAST_LOW]["failures"] == 1
     assert HIGH_AT_LEAST_LOW in run.stdout
+
+
+def test_new_process_with_same_work_dir_loads_the_project_from_its_partial_parse(market: dict[str, str],
+                                                                                tmp_path: Path) -> None:
+    # Arrange: this process parsed the project into the work folder (as a Dagster run's first
+    # panel build does in $PROMETHEUS_HOME/dbt/<target>-<hash>)
+    target = _target(market)
+    assert DbtSession(target, tmp_path).parse(write_json=False).returncode == 0
+    perf = tmp_path / "target" / "perf_info.json"
+    perf.unlink()
+
+    # Act: a new process loads the project and builds one session there, as the next run's would
+    code = ("import json, sys; from datetime import date; from prometheus_lib.storage.dbt import DbtSession, panel_env; "
+            "s = DbtSession(json.loads(sys.argv[1]), sys.argv[2]); s.manifest(); d = date.fromisoformat(sys.argv[3]); "
+            "sys.exit(s.invoke(['run', '--select', '+returns_daily'], panel_env(d, d, 'US_EQ')).returncode)")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(target), str(tmp_path), END.isoformat()],
+                          capture_output=True, text=True, check=False, timeout=300)
+
+    # Assert: no file parsed again (the window, set for the command only, did not reach the parse)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    info = json.loads(perf.read_text())
+    assert info["is_partial_parse_enabled"]
+    assert info["parsed_path_count"] == 0, info
 
 
 def test_invoke_with_unknown_flag_returns_code_2_and_the_error(market: dict[str, str], tmp_path: Path) -> None:
