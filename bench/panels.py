@@ -400,7 +400,7 @@ def main() -> None:
 
             colds = [_cold_run(target, work, new_session, build_args) for _ in range(args.repeat)]
             _row(backend, "build cold", [c["wall"] for c in colds], [c["models"] for c in colds], inc_rows,
-                 goal + " (new process, the Dagster asset's daily step)")
+                 "(report) new process, the Dagster asset's dbt build for one session")
             print(f"{'':<9}{'':<17}{_phases(colds)}; {colds[-1]['n_tests']}, "
                   f"{statistics.median([c['tests'] for c in colds]):.2f} s of them")
 
@@ -417,7 +417,7 @@ def main() -> None:
             d = dagsters[-1]
             _row(backend, "dagster", [c["wall"] for c in dagsters], [c["models"] for c in dagsters],
                  round(statistics.median(dagster_rows)),
-                 goal + " (new process: code location + panels job for one new session)")
+                 "(report) new process: code location + panels job for one new session; the op is the daily panel step")
             load = statistics.median([sum(x["seconds"] for x in c["parses"]) for c in dagsters])
             full = [w for c in dagsters for x in c["parses"] if x["full"] for w in x["why"]]
             print(f"{'':<9}{'':<17}op dbt_panels {_median([c['op'] for c in dagsters])} s (of which project load {load:.2f} s), "
