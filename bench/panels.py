@@ -322,6 +322,8 @@ def main() -> None:
         pristine, reused = None, False
         if backend == "duckdb":
             duckdb_path = home / load_config().warehouse.duckdb.path
+            if not duckdb_path.resolve().is_relative_to(home.resolve()):  # never the real warehouse
+                raise SystemExit(f"the configured DuckDB path {duckdb_path} is not under the bench's home {home}")
             duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             location = {"backend": "duckdb", "duckdb_path": str(duckdb_path)}
             if args.reuse:

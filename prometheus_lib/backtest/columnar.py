@@ -444,7 +444,7 @@ class _ColumnarBook:
             if quantity > reducing:
                 budget = max(equity * lev - gross, 0.0)
                 # MarketSimulator's test, affordable(quantity), on the price and fee just computed
-                if (quantity - reducing) * price + fee > budget:
+                if not ((quantity - reducing) * price + fee <= budget):
 
                     def affordable(shares: float) -> bool:
                         if shares <= reducing:

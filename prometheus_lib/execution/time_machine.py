@@ -58,7 +58,7 @@ class TimeMachine:
             raise CalendarError("TimeMachine sessions must be strictly ascending")
         self._position = {s: i for i, s in enumerate(self._sessions)}
         self._tables: dict[str, _Table] = {}
-        self._matrices: dict[tuple[str, str, int, str], tuple[InstrumentIndex, np.ndarray]] = {}
+        self._matrices: dict[tuple, tuple[InstrumentIndex, np.ndarray]] = {}
         self._cell_cache: dict[tuple, tuple[InstrumentIndex, tuple]] = {}
         self._value_cache: dict[tuple[str, str], np.ndarray] = {}
         self._grid = np.array(self._sessions, dtype="datetime64[D]")

@@ -89,7 +89,8 @@ class PanelTranslator(DagsterDbtTranslator):
 
 
 class TextStagingTranslator(PanelTranslator):
-    """The text staging views: the same keys, in a group of their own (no session job runs them).
+    """The text staging views: the same keys, in a group of their own, unpartitioned (the main job
+    builds them once per run; the panel runs do not).
 
     Their relationship tests read models they do not select from (the market reference views,
     which the panel asset builds): each view also depends on those, so a run that builds both
