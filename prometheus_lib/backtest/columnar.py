@@ -642,7 +642,7 @@ class _ColumnarBook:
             "session_date": np.repeat(np.array([s[0] for s in snaps], dtype="datetime64[D]"), sizes),
             "instrument_id": [i for s in snaps for i in s[2]],
             "mode": [MODE] * sum(sizes),
-            "snapshot_at": [stamp for s, m in zip(snaps, sizes) for stamp in [s[1]] * m],
+            "snapshot_at": _spread([s[1] for s in snaps], np.asarray(sizes, dtype=np.int64)),
             "quantity": stack(3), "avg_cost": stack(4), "market_value": stack(5), "unrealized_pnl": stack(6),
             "realized_pnl": stack(7),
             "run_id": [self.run_id] * sum(sizes),

@@ -60,41 +60,31 @@ def _build(built: Built, start: date, end: date) -> DbtRun:
 
 
 @contextmanager
-def _bad_bar(built: Built, session: date) -> Iterator[None]:
-    """One bar of ``session`` with its high below its low, put back on exit."""
+def _planted(built: Built, table: str, column: str, bad: str, session: date) -> Iterator[None]:
+    """``column`` of INSTRUMENT's row of ``session`` in ``table`` set to the SQL ``bad``, put back on exit."""
+    where = "where session_date = {p} and instrument_id = {p}"
     with open_warehouse(**built.location, migrate=False) as wh:
         p = wh.placeholder
         key = [session, INSTRUMENT]
-        high = wh.query(f"select high from historical.prices_daily where session_date = {p} and instrument_id = {p}", key)
-        assert high.height == 1, f"no bar of {INSTRUMENT} on {session}"
-        wh.execute(f"update historical.prices_daily set high = low * 0.5 where session_date = {p} and instrument_id = {p}", key)
+        row = wh.query(f"select {column} from historical.{table} " + where.format(p=p), key)
+        assert row.height == 1 and row[column][0] is not None, f"no {column} of {INSTRUMENT} on {session}"
+        wh.execute(f"update historical.{table} set {column} = {bad} " + where.format(p=p), key)
     try:
         yield
     finally:
         with open_warehouse(**built.location, migrate=False) as wh:
             p = wh.placeholder
-            wh.execute(f"update historical.prices_daily set high = {p} where session_date = {p} and instrument_id = {p}",
-                       [high["high"][0], *key])
+            wh.execute(f"update historical.{table} set {column} = {p} " + where.format(p=p), [row[column][0], *key])
 
 
-@contextmanager
-def _bad_return(built: Built, session: date) -> Iterator[None]:
-    """One returns_daily row of ``session`` whose log return disagrees with its simple return, put back on exit."""
-    with open_warehouse(**built.location, migrate=False) as wh:
-        p = wh.placeholder
-        key = [session, INSTRUMENT]
-        row = wh.query(f"select return_log from historical.returns_daily where session_date = {p} and instrument_id = {p}",
-                       key)
-        assert row.height == 1 and row["return_log"][0] is not None, f"no return of {INSTRUMENT} on {session}"
-        wh.execute("update historical.returns_daily set return_log = return_log + 0.5 "
-                   f"where session_date = {p} and instrument_id = {p}", key)
-    try:
-        yield
-    finally:
-        with open_warehouse(**built.location, migrate=False) as wh:
-            p = wh.placeholder
-            wh.execute(f"update historical.returns_daily set return_log = {p} where session_date = {p} and instrument_id = {p}",
-                       [row["return_log"][0], *key])
+def _bad_bar(built: Built, session: date):
+    """One bar of ``session`` with its high below its low."""
+    return _planted(built, "prices_daily", "high", "low * 0.5", session)
+
+
+def _bad_return(built: Built, session: date):
+    """One returns_daily row of ``session`` whose log return disagrees with its simple return."""
+    return _planted(built, "returns_daily", "return_log", "return_log + 0.5", session)
 
 
 def test_build_over_all_sessions_runs_models_and_data_tests_only(built: Built) -> None:
