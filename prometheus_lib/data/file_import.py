@@ -491,6 +491,8 @@ def to_prices_daily(
         pl.col("_currency").fill_null(pl.lit(currency)).alias("currency"),
         pl.lit(source).alias("source"),
     )
+    if "shares_outstanding" not in out.columns:
+        out = out.with_columns(pl.lit(None, pl.Float64).alias("shares_outstanding"))
     schema = provider_schema("prices_daily")
     return out.select([pl.col(c).cast(t) for c, t in schema.items()]).sort("session_date", "instrument_id")
 

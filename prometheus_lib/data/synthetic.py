@@ -236,6 +236,9 @@ class SyntheticMarketConfig(BaseModel):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     calendar_code: Annotated[str, Field(min_length=1)] = "XNYS"
     country: Annotated[str, Field(min_length=1)] = "US"
+    region: Annotated[str, Field(pattern=r"^[A-Z]{2,8}$")] = "US"
+    # Markets built with the same world_seed share one global factor and global regime path.
+    world_seed: Annotated[int, Field(ge=0)] = 2015
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> SyntheticMarketConfig:
@@ -664,6 +667,7 @@ class SyntheticMarket:
                 "volume": cols["volume"],
                 "currency": pl.repeat(self.config.currency, height, dtype=pl.String, eager=True),
                 "source": pl.repeat(self.source, height, dtype=pl.String, eager=True),
+                "shares_outstanding": self._universe.shares_outstanding[inst_idx],
             }
         )
         return LoadResult(_conform(frame, "prices_daily"))

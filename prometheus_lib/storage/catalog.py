@@ -186,7 +186,19 @@ _HISTORICAL = [
         ("instrument_id", T, False), ("session_date", D, False), ("market_id", T, False),
         ("open", F), ("high", F), ("low", F), ("close", F, False), ("adjusted_close", F),
         ("volume", F), ("currency", T), ("source", T, False), ("ingested_at", TS, False),
+        _c("shares_outstanding", F, True, "Shares outstanding at the session (after that session's splits); "
+           "null when the source does not give it (panels then use runtime.instruments.shares_outstanding)."),
     ], ["instrument_id", "session_date"], "session_date", ["market_id"]),
+    _table(HISTORICAL, "corporate_actions", "One row per corporate action on its ex-date session: splits, cash dividends, delistings.", [
+        ("action_id", T, False), ("instrument_id", T, False), ("session_date", D, False),
+        ("market_id", T, False),
+        _c("action_type", T, False, "SPLIT, DIVIDEND or DELISTING."),
+        _c("ratio", F, True, "SPLIT: new shares per old share (2.0 for 2-for-1, 0.1 for a 1-for-10 reverse split); "
+           "null otherwise."),
+        _c("amount", F, True, "DIVIDEND: cash per share held at the previous close; DELISTING: cash paid per share "
+           "(the final price); null for SPLIT."),
+        ("currency", T), ("source", T, False), ("ingested_at", TS, False),
+    ], ["action_id"], "session_date", ["market_id"]),
     _table(HISTORICAL, "returns_daily", "One row per instrument per session: close-to-close, overnight and intraday returns.", [
         ("instrument_id", T, False), ("session_date", D, False), ("market_id", T, False),
         ("return_simple", F), ("return_log", F), ("return_overnight", F), ("return_intraday", F),

@@ -68,10 +68,28 @@ def _v3_run_scoped_runtime_tables(dialect: str) -> list[str]:
     return stmts
 
 
+def _v4_corporate_actions(dialect: str) -> list[str]:
+    # Split-adjusted prices: a per-session share count on prices_daily (appended, nullable) and
+    # the corporate_actions table (splits, cash dividends, delistings on their ex-date).
+    # On a fresh database migration 1 already created both from the catalogue; both statements
+    # are no-ops there.
+    t = get_table("corporate_actions")
+    stmts = [
+        "ALTER TABLE historical.prices_daily ADD COLUMN IF NOT EXISTS shares_outstanding "
+        + get_table("prices_daily").column("shares_outstanding").sql_type(dialect),
+        t.create_sql(dialect),
+    ]
+    if dialect == "postgres":
+        cols = ", ".join((t.partition_column, *t.scope_columns))
+        stmts.append(f"CREATE INDEX IF NOT EXISTS ix_{t.name}_partition ON {t.qualified_name} ({cols})")
+    return stmts
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schemas historical and runtime with every catalogue table", _v1_catalogue),
     Migration(2, "partition indexes for session-partitioned tables (PostgreSQL)", _v2_partition_indexes),
     Migration(3, "run_id in the key and scope of strategy and execution tables", _v3_run_scoped_runtime_tables),
+    Migration(4, "corporate_actions table and prices_daily.shares_outstanding", _v4_corporate_actions),
 )
 
 

@@ -89,6 +89,7 @@ def test_load_with_clean_csv_returns_all_rows_in_prices_daily_schema(tmp_path, x
         "volume": 82488700.0,
         "currency": "USD",
         "source": "file",
+        "shares_outstanding": None,
     }
 
 

@@ -635,6 +635,7 @@ ROUND_TRIP_FRAMES = {
         "source": ["test"] * 4,
         "ingested_at": [_STAMP, datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
                         datetime(2024, 1, 2, tzinfo=UTC), datetime(2099, 12, 31, 23, 59, 59, 1, tzinfo=UTC)],
+        "shares_outstanding": [2.5e8, None, 1.0, 1e12 + 0.5],
     }),
     "text_embeddings": lambda: pl.DataFrame({
         "text_id": ["n1", "n2", "n3"],
@@ -760,6 +761,7 @@ def test_write_partition_with_200k_rows_loads_every_row_in_one_call(warehouse: W
         pl.lit("USD").alias("currency"),
         pl.lit("bulk").alias("source"),
         pl.lit(INGESTED_AT).alias("ingested_at"),
+        pl.lit(None, pl.Float64).alias("shares_outstanding"),
     )
 
     # Act
