@@ -19,6 +19,7 @@ from prometheus_lib.data.synthetic import (
     SyntheticMarket,
     SyntheticMarketConfig,
 )
+from prometheus_lib.data.synthetic.world import BLOCK, weekday_ordinal
 from prometheus_lib.errors import ConfigError, NotSessionError
 
 HISTORY_START = date(2015, 1, 2)
@@ -58,7 +59,7 @@ def _event_frames(market: SyntheticMarket, sessions: list[date]) -> dict[str, pl
 
 def _with_returns(prices: pl.DataFrame) -> pl.DataFrame:
     """Add per-instrument log return, past and forward 5-session simple returns."""
-    close = pl.col("close")
+    close = pl.col("adjusted_close")
     return prices.sort("instrument_id", "session_date").with_columns(
         log_return=(close / close.shift(1)).log().over("instrument_id"),
         past_5=(close / close.shift(5) - 1.0).over("instrument_id"),
@@ -164,15 +165,23 @@ def test_reference_with_default_config_has_unique_ids_tickers_and_known_sectors(
     assert set(instruments["issuer_id"]) == set(issuers["issuer_id"])
     assert instruments["sector"].n_unique() == market.config.n_sectors
     assert (instruments["shares_outstanding"] > 0).all()
-    assert instruments["delisting_date"].null_count() == instruments.height
-    assert set(instruments["asset_class"]) == {"EQUITY"} and set(instruments["status"]) == {"ACTIVE"}
-    n_ipo = (instruments["listing_date"] > HISTORY_START).sum()
+    assert set(instruments["asset_class"]) == {"EQUITY"}
+    delisted = instruments.filter(pl.col("delisting_date").is_not_null())
+    assert delisted.height > 0 and (delisted["delisting_date"] > delisted["listing_date"]).all()
+    assert set(delisted["status"]) == {"DELISTED"}
+    assert set(instruments.filter(pl.col("delisting_date").is_null())["status"]) == {"ACTIVE"}
+    first_generation = instruments.filter(pl.col("instrument_id") <= f"SYN{market.config.n_instruments:04d}")
+    n_ipo = (first_generation["listing_date"] > HISTORY_START).sum()
     assert n_ipo == round(market.config.ipo_fraction * market.config.n_instruments)
+    assert instruments.height > market.config.n_instruments  # replacements list after delistings
 
 
 # ---------------------------------------------------------------- bars
-def test_prices_with_two_year_run_have_consistent_ohlc_and_positive_volume(two_year_prices: pl.DataFrame) -> None:
+def test_prices_with_two_year_run_have_consistent_ohlc_and_volume_zero_only_when_halted(
+    market: SyntheticMarket, two_year_prices: pl.DataFrame, two_year_sessions: list[date]
+) -> None:
     # Arrange
+    halted = market.true_signals(two_year_sessions).filter("halted").select("instrument_id", "session_date")
     p = two_year_prices
     body_high = np.maximum(p["open"].to_numpy(), p["close"].to_numpy())
     body_low = np.minimum(p["open"].to_numpy(), p["close"].to_numpy())
@@ -184,9 +193,11 @@ def test_prices_with_two_year_run_have_consistent_ohlc_and_positive_volume(two_y
     assert np.all(body_high >= body_low)
     assert np.all(body_low >= p["low"].to_numpy())
     assert np.all(p["low"].to_numpy() > 0.0)
-    assert np.all(p["volume"].to_numpy() > 0.0)
+    zero = p.filter(pl.col("volume") == 0.0).select("instrument_id", "session_date")
+    assert halted.height > 0 and zero.sort(zero.columns).equals(halted.sort(halted.columns))
+    assert np.all(p["volume"].to_numpy() >= 0.0)
     assert np.all(p["volume"].to_numpy() == np.round(p["volume"].to_numpy()))
-    assert (p["adjusted_close"] == p["close"]).all()
+    assert (p["adjusted_close"] > 0).all() and (p["shares_outstanding"] > 0).all()
     assert not p.select("instrument_id", "session_date").is_duplicated().any()
 
 
@@ -283,35 +294,53 @@ def test_prices_with_range_ending_later_give_identical_rows_for_session(calendar
 
 
 class _FutureTamperedMarket(SyntheticMarket):
-    """Plants different random draws for every session after ``cutoff``."""
+    """Plants different random draws for every weekday step (and world block) after a cutoff.
 
-    def __init__(self, config: SyntheticMarketConfig, calendar: TradingCalendar, cutoff: int) -> None:
-        self._cutoff = cutoff
+    The market's price draws are keyed by the weekday step, its text draws by the session
+    ordinal, and the world's by blocks of 256 weekdays: each is tampered strictly after the
+    cutoff in its own unit.
+    """
+
+    def __init__(self, config: SyntheticMarketConfig, calendar: TradingCalendar, cutoff_step: int) -> None:
+        self._cutoff_step = cutoff_step
         super().__init__(config, calendar)
 
     def _rng(self, stream: int, *key: int) -> np.random.Generator:
-        if key and key[0] > self._cutoff:
+        if stream == 1 and key[-1] > self._cutoff_step:  # price stream: keyed by step
+            return np.random.default_rng([999, stream, *key])
+        if stream != 1 and key and key[0] > np.searchsorted(self._session_steps, self._cutoff_step, side="right") - 1:
             return np.random.default_rng([999, stream, *key])
         return super()._rng(stream, *key)
 
+    def _world_rng(self, stream: int, *key: int) -> np.random.Generator:
+        if key[-1] > self._cutoff_step // BLOCK:
+            return np.random.default_rng([999, stream, *key])
+        return super()._world_rng(stream, *key)
+
 
 def test_prices_with_future_draws_tampered_are_unchanged_up_to_cutoff(calendar: TradingCalendar) -> None:
-    # Arrange
+    # Arrange: the cutoff is the last step of a world block, so world and market are cut together.
     config = SyntheticMarketConfig(n_instruments=20, seed=4)
     sessions = calendar.sessions(HISTORY_START, date(2015, 12, 31))
-    cutoff = 200  # ordinal of a session inside the range
+    first_step = weekday_ordinal(HISTORY_START)
+    cutoff_step = (first_step // BLOCK + 1) * BLOCK - 1
     honest = SyntheticMarket(config, calendar)
-    tampered = _FutureTamperedMarket(config, calendar, cutoff)
-    t = sessions[cutoff]
+    tampered = _FutureTamperedMarket(config, calendar, cutoff_step)
+    t = max(d for d in sessions if weekday_ordinal(d) <= cutoff_step)
 
     # Act: news forces the path 5 sessions past the range, through the tampered future.
     tampered.news(sessions)
     a = honest.prices(sessions).frame
     b = tampered.prices(sessions).frame
+    ca, cb = honest.corporate_actions(sessions), tampered.corporate_actions(sessions)
 
     # Assert
+    assert t > sessions[100]
     assert a.filter(pl.col("session_date") <= t).equals(b.filter(pl.col("session_date") <= t))
     assert not a.filter(pl.col("session_date") > t).equals(b.filter(pl.col("session_date") > t))
+    assert ca.filter(pl.col("session_date") <= t).equals(cb.filter(pl.col("session_date") <= t))
+    assert honest.true_regimes(sessions).filter(pl.col("session_date") <= t).equals(
+        tampered.true_regimes(sessions).filter(pl.col("session_date") <= t))
 
 
 def test_prices_with_non_session_date_raise_not_session_error(market: SyntheticMarket) -> None:
@@ -348,6 +377,7 @@ def test_instrument_returns_with_factor_structure_are_positively_correlated(long
     # Arrange
     wide = long_prices.drop_nulls("log_return").pivot(on="instrument_id", index="session_date", values="log_return")
     returns = wide.drop("session_date").to_numpy()
+    returns = returns[:, np.isfinite(returns).all(axis=0)]  # instruments listed throughout
 
     # Act
     corr = np.corrcoef(returns, rowvar=False)
@@ -427,7 +457,10 @@ def test_earnings_calls_with_two_years_hold_one_call_per_listed_instrument_per_q
 
     # Act
     per_quarter = calls.group_by("instrument_id", "fiscal_period").len()
-    always_listed = instruments.filter(pl.col("listing_date") == HISTORY_START)["instrument_id"]
+    always_listed = instruments.filter(
+        pl.col("listing_date") == HISTORY_START,
+        pl.col("delisting_date").is_null() | (pl.col("delisting_date") > two_year_sessions[-1]),
+    )["instrument_id"]
     full = calls.filter(pl.col("instrument_id").is_in(always_listed.implode()))
 
     # Assert
@@ -479,6 +512,6 @@ def test_prices_with_2000_instruments_for_60_sessions_have_2000_distinct_tickers
 
     # Assert
     assert len(sessions) == 60
-    assert tickers.n_unique() == 2000
+    assert tickers.n_unique() == tickers.len() >= 2000
     assert prices["instrument_id"].n_unique() > 1800
     assert prices.group_by("session_date").len().height == 60
