@@ -18,6 +18,7 @@ from prometheus_lib.errors import UnknownTableError
 HISTORICAL = "historical"
 RUNTIME = "runtime"
 SCHEMAS = (HISTORICAL, RUNTIME)
+TRUTH_SCHEMA = "synthetic_truth"  # never a warehouse schema: the generator's truth lives in a Parquet sidecar
 
 MODES = ("BACKTEST", "PAPER", "LIVE")
 
@@ -462,13 +463,18 @@ def get_table(name: str) -> Table:
     UnknownTableError
         If no catalogue table has that name.
     """
-    bare = name.split(".", 1)[1] if "." in name else name
-    try:
-        return TABLES[bare]
-    except KeyError:
+    schema, _, bare = name.rpartition(".")
+    if schema == TRUTH_SCHEMA:
+        raise UnknownTableError(
+            f"{name!r} is the synthetic market's ground truth: it is not a warehouse table and no "
+            "engine may read it (tests and benches read it with prometheus_lib.data.synthetic.read_truth)"
+        )
+    table = TABLES.get(bare)
+    if table is None or (schema and schema != table.schema):
         raise UnknownTableError(
             f"unknown table {name!r}; catalogue tables: {', '.join(sorted(TABLES))}"
-        ) from None
+        )
+    return table
 
 
 def catalogue_tables(include_system: bool = True) -> list[Table]:

@@ -174,6 +174,7 @@ class PriceWorld:
         self._listing_at: dict[int, np.ndarray] = _group(u.listing_k)
         self._delisting_at: dict[int, np.ndarray] = _group(u.delisting_k[u.delisting_k >= 0], np.flatnonzero(u.delisting_k >= 0))
         self._quarter_cache: dict[tuple[int, int], tuple[dict[date, np.ndarray], ...]] = {}
+        self._shares_cache: np.ndarray | None = None
         sq = math.sqrt(STEPS_PER_YEAR)
         self._sec_sd = np.array(cfg.regime_sector_vol) / sq
         self._sty_mu = np.array(cfg.style_factor_drift) / STEPS_PER_YEAR
@@ -236,6 +237,21 @@ class PriceWorld:
         out = tuple(result)
         self._quarter_cache[key] = out
         return out
+
+    def _listing_shares(self) -> np.ndarray:
+        """Shares of each occupant at listing: its target cap, grown with the region's market since
+        the first session (IPOs are as big relative to the index as their slot's rank says), over
+        its start price. Read from the world path alone, so reference data needs no price path."""
+        if self._shares_cache is None:
+            u = self._universe
+            n_world = len(self._world_sessions)
+            steps = self._session_steps[np.minimum(u.listing_k, n_world - 1)]
+            self._world.ensure(int(steps.max()))
+            first = int(self._session_steps[0])
+            cum = np.concatenate(([0.0], np.cumsum(self._world.market_return[first: int(steps.max()) + 1])))
+            grown = u.shares_at_listing * np.exp(cum[steps - first])
+            self._shares_cache = np.maximum(np.round(grown, -3), 1000.0)
+        return self._shares_cache
 
     def _scheduled(self, d: date, which: int) -> np.ndarray:
         q = (d.month - 1) // 3 + 1
@@ -386,7 +402,9 @@ class PriceWorld:
         st.occ[s] = j
         st.log_close[s] = math.log(u.start_price[j])
         st.adj[s] = u.start_price[j]
-        st.shares[s] = u.shares_at_listing[j]
+        # An IPO lists at its target cap scaled by the market's growth since the world began, so
+        # that newcomers are as big, relative to the index, as the slot's rank says.
+        st.shares[s] = self._listing_shares()[j]
         st.pending[s] = 0.0
         st.h[s] = 1.0
         st.ewma[s] = (u.idio_vol[j] / math.sqrt(STEPS_PER_YEAR)) ** 2
@@ -463,8 +481,12 @@ class PriceWorld:
         # Net issuance: at its earnings call a company whose cap ran above its target buys back
         # shares, one below issues (cap-neutral for the holder: no return effect). This, not a
         # predictable return, keeps the cross-section of caps stationary over any range.
-        half_life_q = cfg.cap_reversion_half_life_years * 4.0
-        issue = np.where(called & trading, np.exp(-(1.0 - 0.5 ** (1.0 / half_life_q)) * st.dev), 1.0)
+        # The correction is faster for volatile names (rate ~ vol squared), so every name's cap
+        # wanders as far around its target as a median-vol name's does.
+        speed = (sig_base * math.sqrt(STEPS_PER_YEAR) / cfg.idio_vol_median) ** 2
+        half_life_q = cfg.cap_reversion_half_life_years * 4.0 / np.maximum(speed, 1e-6)
+        rate = np.minimum(1.0 - 0.5 ** (1.0 / half_life_q), 0.5)
+        issue = np.where(called & trading, np.exp(-rate * st.dev), 1.0)
         st.dev += np.log(issue)
         shares = np.where(trading, st.shares * ratio * issue, st.shares)
         move = np.minimum(np.abs(R) / sig_day, 8.0)
@@ -650,7 +672,7 @@ class PriceWorld:
                 "industry": list(u.industry),
                 "listing_date": [self._ordinal_date(int(k)) for k in u.listing_k],
                 "delisting_date": delisted,
-                "shares_outstanding": u.shares_at_listing.astype(float),
+                "shares_outstanding": self._listing_shares().astype(float),
                 "lot_size": [1] * m,
                 "status": ["DELISTED" if d is not None else "ACTIVE" for d in delisted],
             },
@@ -669,15 +691,18 @@ def _group(keys: np.ndarray, values: np.ndarray | None = None) -> dict[int, np.n
 
 
 def _masked_z(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Cross-sectional rank score of ``x`` over ``mask``: uniform in [-sqrt(3), sqrt(3)], unit variance.
+
+    Ranks, not z-scores: a planted drift proportional to the score is bounded, so a name with an
+    extreme past return cannot feed its own momentum into a runaway.
+    """
     out = np.zeros_like(x, dtype=float)
-    if mask.sum() < 2:
+    m = int(mask.sum())
+    if m < 2:
         return out
-    vals = x[mask]
-    sd = float(vals.std())
-    if sd == 0.0 or not math.isfinite(sd):
-        return out
-    out[mask] = (vals - vals.mean()) / sd
-    return np.clip(out, -4.0, 4.0)
+    ranks = np.argsort(np.argsort(x[mask], kind="stable"), kind="stable")
+    out[mask] = ((ranks + 0.5) / m - 0.5) * math.sqrt(12.0)
+    return out
 
 
 def _as_date(value) -> date:

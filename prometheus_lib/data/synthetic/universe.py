@@ -87,7 +87,7 @@ class Universe:
     idio_vol: np.ndarray  # annualised unconditional idiosyncratic vol
     target_log_cap: np.ndarray
     start_price: np.ndarray
-    shares_at_listing: np.ndarray
+    shares_at_listing: np.ndarray  # at the target cap, before growing with the market (see market._listing_shares)
     turnover: np.ndarray  # daily share turnover at normal liquidity
     dividend_yield: np.ndarray  # 0 for non-payers
     dividend_offset_days: np.ndarray  # ex-dividend day after a quarter's start
@@ -219,7 +219,7 @@ def build_universe(cfg: SyntheticMarketConfig, n_sessions: int) -> Universe:
     shares = np.maximum(np.round(np.exp(target_log_cap) / start_price, -3), 1000.0)
     styles = np.column_stack([size_z, z[:, 4], z[:, 5]])
     beta = np.clip(cfg.beta_mean + cfg.beta_std * z[:, 6] - 0.05 * size_z, 0.2, 2.5)
-    idio_vol = np.clip(cfg.idio_vol_median * np.exp(cfg.idio_vol_dispersion * z[:, 7] - 0.15 * size_z), 0.05, 1.5)
+    idio_vol = np.clip(cfg.idio_vol_median * np.exp(cfg.idio_vol_dispersion * z[:, 7] - 0.15 * size_z), 0.08, 0.8)
     turnover = cfg.daily_turnover * np.exp(0.4 * z[:, 8] - 0.1 * size_z)
     payer = u[:, 9] < np.clip(cfg.dividend_payer_fraction + 0.15 * size_z, 0.0, 1.0)
     y_lo, y_hi = cfg.dividend_yield_range
