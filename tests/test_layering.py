@@ -105,3 +105,27 @@ def test_lint_imports_with_package_importing_dagster_breaks_the_contract(
     if expected_returncode:
         assert "BROKEN" in result.stdout
         assert "fakelib.core -> dagster" in result.stdout
+
+
+ENGINE_PACKAGES = ("prometheus_lib.execution", "prometheus_lib.backtest", "prometheus_lib.strategies",
+                   "prometheus_lib.analytics", "prometheus_lib.calendars")
+
+
+def test_engine_packages_with_the_repository_contract_never_import_the_synthetic_truth() -> None:
+    # Arrange
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    contract = next(c for c in config["contracts"] if "prometheus_lib.data.synthetic" in c.get("forbidden_modules", []))
+    graph = grimp.build_graph("prometheus_lib", cache_dir=None)
+
+    # Act
+    offending = sorted(
+        (module, imported)
+        for package in ENGINE_PACKAGES
+        for module in graph.find_descendants(package) | {package}
+        for imported in graph.find_modules_directly_imported_by(module)
+        if imported.startswith("prometheus_lib.data.synthetic")
+    )
+
+    # Assert
+    assert set(ENGINE_PACKAGES) <= set(contract["source_modules"])
+    assert offending == []
