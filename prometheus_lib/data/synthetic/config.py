@@ -102,11 +102,13 @@ class SyntheticMarketConfig(BaseModel):
     jump_mean: float = -0.01
     jump_std: NonNegativeFloat = 0.06
 
-    # Cross-section: Zipf-like market caps (the largest name's cap, the top ten's index share).
+    # Cross-section: Zipf-like market caps (the largest name's cap, the top ten's and the largest's
+    # expected index share; the Zipf exponent meets both).
     largest_market_cap: PositiveFloat = 2.0e12
     top10_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.27
+    largest_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
     cap_noise: Annotated[float, Field(ge=0.0, le=2.0)] = 0.25
-    cap_reversion_half_life_years: Annotated[float, Field(gt=0.0, le=200.0)] = 4.0
+    cap_reversion_half_life_years: Annotated[float, Field(gt=0.0, le=200.0)] = 2.5
     price_start_range: Range = (20.0, 300.0)
     split_above: PositiveFloat = 500.0
     reverse_split_below: PositiveFloat = 1.0

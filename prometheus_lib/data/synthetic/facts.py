@@ -92,11 +92,13 @@ def panel(prices: pl.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-def stylized_facts(prices: pl.DataFrame, regimes: pl.DataFrame | None = None) -> list[Fact]:
+def stylized_facts(prices: pl.DataFrame, regimes: pl.DataFrame | None = None,
+                   price_range: tuple[float, float] = (5.0, 500.0)) -> list[Fact]:
     """Measure the stylized facts of ``prices`` (one market's ``prices_daily`` rows).
 
     ``regimes`` (the truth's ``session_date, regime``) splits the volatility and correlation
-    facts by latent regime; without it those facts are skipped.
+    facts by latent regime; without it those facts are skipped. ``price_range`` is the range a
+    median price should lie in, in the market's currency (JPY prices are a hundred times USD's).
     """
     p = panel(prices)
     ret, cap, vol = p["ret"], p["cap_prev"], p["volume"]
@@ -182,7 +184,7 @@ def stylized_facts(prices: pl.DataFrame, regimes: pl.DataFrame | None = None) ->
         Fact("corr(log volume, |return|)", "median instrument", med("volvol"), 0.1, 0.7, "volume/volatility (fact 9)"),
     ]
     closes = p["close"][np.isfinite(p["close"])]
-    facts.append(Fact("median price level", "cross-section", float(np.median(closes)), 5.0, 500.0,
+    facts.append(Fact("median price level", "cross-section", float(np.median(closes)), *price_range,
                       "in the market's currency units"))
     return facts
 

@@ -52,10 +52,10 @@ _EWMA_LAMBDA = 0.97
 _SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 10.0)
 _RECOVERY_STEPS = 60
 # A drift of c * sigma_idio a day gives a 21-session rank IC of about c * sqrt(21) times the
-# idiosyncratic share of the cross-sectional dispersion of returns (about 2/3 with the default
+# idiosyncratic share of the cross-sectional dispersion of returns (0.65-0.9 with the default
 # factor loadings): strengths are scaled up by its inverse so that the realised oracle IC lands
 # near the configured one (bench/synthetic_facts.py prints both).
-_IC_CALIBRATION = 1.5
+_IC_CALIBRATION = 1.25
 _SESSION_FIELDS = ("open", "high", "low", "close", "adj", "volume", "shares", "ret", "dividend", "split")
 _SIGNAL_FIELDS = ("momentum", "low_vol", "pead", "alpha")
 

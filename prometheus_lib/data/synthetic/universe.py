@@ -3,8 +3,9 @@
 A market has ``n_instruments`` *slots*. Each slot holds one listed company at a time: when its
 occupant delists (a takeover or a going-private, at a yearly hazard ``delisting_rate``), a new
 company lists in the slot after a gap (an IPO). Delisted companies keep their history (no
-survivorship bias). A slot has a size rank: caps follow a Zipf law whose exponent is solved so
-that the ten largest slots hold ``top10_share`` of the index; an occupant's own target cap is
+survivorship bias). A slot has a size rank: caps follow a Zipf-Mandelbrot law whose exponent is
+solved so that the ten largest slots hold ``top10_share`` of the index and the largest at most
+``largest_share``; an occupant's own target cap is
 its slot's times log-normal noise, so the cross-section is stationary however long the run.
 
 Every draw comes from a generator keyed by the market's seed and a fixed key (the slot, or a
@@ -64,6 +65,9 @@ _NAME_ROOTS = (
 _NAME_SUFFIXES = ("Inc.", "Corp.", "Holdings", "Group", "Co.", "Ltd.", "plc", "Technologies")
 
 _STREAM_REFERENCE = 0
+# Zipf-Mandelbrot: caps fall like (rank + 6)**-a, so the few largest names are closer together
+# than a pure power law makes them (as in broad real indices) and no single name runs away.
+ZIPF_OFFSET = 6.0
 _CHUNK = 64
 _N_ATTR = 14  # normal draws per occupant (see _attributes)
 
@@ -100,30 +104,35 @@ class Universe:
         return int(self.slot.shape[0])
 
 
-def zipf_exponent(n: int, top10_share: float, noise_sd: float = 0.0) -> float:
-    """The exponent ``a`` whose caps ``k**-a * exp(noise_sd * z)`` give the ten largest ``top10_share``.
+def zipf_exponent(n: int, top10_share: float, noise_sd: float = 0.0, largest_share: float = 0.055) -> float:
+    """The exponent ``a`` whose caps ``(k + ZIPF_OFFSET)**-a * exp(noise_sd * z)`` give the ten largest ``top10_share``
+    of the total, lowered where needed so that the largest alone holds at most ``largest_share``.
 
-    The expectation over the log-normal noise is taken on 32 fixed draws; clipped to [0, 3].
+    Expectations over the log-normal noise are taken on 32 fixed draws; clipped to [0, 3].
     """
-    ranks = np.arange(1, n + 1, dtype=float)
+    ranks = np.arange(1, n + 1, dtype=float) + ZIPF_OFFSET
     noise = np.exp(noise_sd * np.random.default_rng(12345).standard_normal((32, n)))
 
-    def share(a: float) -> float:
+    def shares(a: float) -> tuple[float, float]:
         w = -np.sort(-(ranks**-a) * noise, axis=1)
-        return float((w[:, :10].sum(axis=1) / w.sum(axis=1)).mean())
+        total = w.sum(axis=1)
+        return float((w[:, :10].sum(axis=1) / total).mean()), float((w[:, 0] / total).mean())
 
-    lo, hi = 0.0, 3.0
-    if share(lo) >= top10_share:
-        return lo
-    if share(hi) <= top10_share:
-        return hi
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if share(mid) < top10_share:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    def solve(which: int, target: float) -> float:
+        lo, hi = 0.0, 3.0
+        if shares(lo)[which] >= target:
+            return lo
+        if shares(hi)[which] <= target:
+            return hi
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            if shares(mid)[which] < target:
+                lo = mid
+            else:
+                hi = mid
+        return 0.5 * (lo + hi)
+
+    return min(solve(0, top10_share), solve(1, largest_share))
 
 
 def _lifecycle(cfg: SyntheticMarketConfig, n_sessions: int) -> list[tuple[int, int, int, int]]:
@@ -202,9 +211,9 @@ def build_universe(cfg: SyntheticMarketConfig, n_sessions: int) -> Universe:
     # drift between buy-back/issuance corrections (idiosyncratic vol over sqrt(2 x reversion rate)).
     kappa = math.log(2.0) / (cfg.cap_reversion_half_life_years * 261.0)
     wander = (cfg.idio_vol_median / math.sqrt(261.0)) / math.sqrt(2.0 * kappa)
-    alpha = zipf_exponent(n, cfg.top10_share, math.sqrt(cfg.cap_noise**2 + wander**2))
+    alpha = zipf_exponent(n, cfg.top10_share, math.sqrt(cfg.cap_noise**2 + wander**2), cfg.largest_share)
     rank = np.random.default_rng([cfg.seed, _STREAM_REFERENCE, 6]).permutation(n) + 1
-    slot_log_cap = math.log(cfg.largest_market_cap) - alpha * np.log(rank.astype(float))
+    slot_log_cap = math.log(cfg.largest_market_cap) - alpha * np.log((rank + ZIPF_OFFSET) / (1.0 + ZIPF_OFFSET))
     target_log_cap = slot_log_cap[slot] + cfg.cap_noise * z[:, 0]
     size_z = _zscore(target_log_cap)
 
