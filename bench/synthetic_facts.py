@@ -27,17 +27,17 @@ from prometheus_lib.data.synthetic import SyntheticMarket, SyntheticMarketConfig
 from prometheus_lib.data.synthetic.facts import format_facts, stylized_facts
 
 REGIONS = {
-    "US": ("US_EQ", "XNYS", "USD", (20.0, 300.0), 500.0, 1.0, 2.0e12),
-    "EU": ("EU_EQ", "XETR", "EUR", (5.0, 250.0), 400.0, 0.5, 3.0e11),
-    "JP": ("JP_EQ", "XTKS", "JPY", (300.0, 8000.0), 20000.0, 50.0, 4.0e13),
+    "US": ("US_EQ", "XNYS", "USD", (20.0, 300.0), 500.0, 1.0, 2.0e12, "SYN"),
+    "EU": ("EU_EQ", "XETR", "EUR", (5.0, 250.0), 400.0, 0.5, 3.0e11, "SYNEU"),
+    "JP": ("JP_EQ", "XTKS", "JPY", (300.0, 8000.0), 20000.0, 50.0, 4.0e13, "SYNJP"),
 }
 
 
 def config_for(region: str, n: int, start: date, seed: int) -> SyntheticMarketConfig:
-    market_id, code, ccy, prices, split, reverse, cap = REGIONS[region]
+    market_id, code, ccy, prices, split, reverse, cap, prefix = REGIONS[region]
     return SyntheticMarketConfig(market_id=market_id, calendar_code=code, currency=ccy, region=region, country=region,
                                  n_instruments=n, history_start=start, seed=seed, price_start_range=prices,
-                                 split_above=split, reverse_split_below=reverse, largest_market_cap=cap)
+                                 split_above=split, reverse_split_below=reverse, largest_market_cap=cap, id_prefix=prefix)
 
 
 def main() -> None:

@@ -59,6 +59,9 @@ class SyntheticMarketConfig(BaseModel):
     calendar_code: Annotated[str, Field(min_length=1)] = "XNYS"
     country: Annotated[str, Field(min_length=1)] = "US"
     region: Annotated[str, Field(pattern=r"^[A-Z]{2,8}$")] = "US"
+    # Prefix of every id the market generates (instruments SYN0001, issuers SYN-ISS-0001, news
+    # SYN-NEWS-..., ...): markets sharing a warehouse need different prefixes.
+    id_prefix: Annotated[str, Field(pattern=r"^[A-Z]{2,8}$")] = "SYN"
     # Markets built with the same world_seed share one global factor and global regime path.
     world_seed: Annotated[int, Field(ge=0)] = 2015
 

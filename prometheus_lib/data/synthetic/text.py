@@ -161,7 +161,7 @@ class TextFeeds(PriceWorld):
                 if occ[s] < 0:
                     continue
                 i = int(occ[s])
-                article_id = f"SYN-NEWS-{stamp}-{a + 1:05d}"
+                article_id = f"{cfg.id_prefix}-NEWS-{stamp}-{a + 1:05d}"
                 fill = {"name": u.names[i], "ticker": u.tickers[i], "industry": u.industry[i]}
                 p = pick[a, _N_TONE_SLOTS:]
                 headline = _HEADLINES[p[0] % len(_HEADLINES)].format(w=words[a][0], **fill)
@@ -278,7 +278,7 @@ class TextFeeds(PriceWorld):
                 mcap = path.f["shares"][k, s] * path.f["close"][k, s]
                 revenue = mcap * 0.4 / (1 if annual else 4) / 1e6
                 kind = "annual report" if annual else "quarterly report"
-                rows["filing_id"].append(f"SYN-FIL-{u.issuer_ids[i][8:]}-{stamp}-{ftype}")
+                rows["filing_id"].append(f"{u.issuer_ids[i].replace('-ISS-', '-FIL-')}-{stamp}-{ftype}")
                 rows["issuer_id"].append(u.issuer_ids[i])
                 rows["instrument_id"].append(u.instrument_ids[i])
                 rows["session_date"].append(d)
@@ -294,7 +294,7 @@ class TextFeeds(PriceWorld):
             for s in np.flatnonzero((u_8k < cfg.filing_8k_rate) & (occ >= 0)).tolist():
                 i = int(occ[s])
                 code, title = _EIGHT_K_ITEMS[int(item[s])]
-                rows["filing_id"].append(f"SYN-FIL-{u.issuer_ids[i][8:]}-{stamp}-8-K")
+                rows["filing_id"].append(f"{u.issuer_ids[i].replace('-ISS-', '-FIL-')}-{stamp}-8-K")
                 rows["issuer_id"].append(u.issuer_ids[i])
                 rows["instrument_id"].append(u.instrument_ids[i])
                 rows["session_date"].append(d)
@@ -368,7 +368,7 @@ class TextFeeds(PriceWorld):
                     f"CEO: Overall we would call the quarter {words[jj][0]}. {remarks} "
                     "Operator: This concludes today's call."
                 )
-                rows["call_id"].append(f"SYN-CALL-{u.instrument_ids[i]}-{period}")
+                rows["call_id"].append(f"{cfg.id_prefix}-CALL-{u.instrument_ids[i]}-{period}")
                 rows["issuer_id"].append(u.issuer_ids[i])
                 rows["instrument_id"].append(u.instrument_ids[i])
                 rows["session_date"].append(d)
@@ -474,7 +474,7 @@ class TextFeeds(PriceWorld):
                     _, actual, consensus, previous = release
                     name, at = names[code]
                     event_at = datetime.combine(d, at, tzinfo=self.calendar.timezone)
-                    rows["event_id"].append(f"SYN-MACRO-{code}-{d.year:04d}{d.month:02d}")
+                    rows["event_id"].append(f"{cfg.id_prefix}-MACRO-{code}-{d.year:04d}{d.month:02d}")
                     rows["session_date"].append(d)
                     rows["event_at"].append(int(event_at.timestamp()) * 1_000_000)
                     rows["event_type"].append(code)

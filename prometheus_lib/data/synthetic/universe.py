@@ -239,14 +239,15 @@ def build_universe(cfg: SyntheticMarketConfig, n_sessions: int) -> Universe:
     filing_lag_days = (3 + u[:, 2] * 18).astype(np.int64).clip(3, 20)
 
     n_first = _n_first(occupants)
-    ids = [f"SYN{o[0] + 1:04d}" if o[1] == 0 else f"SYN{n + j - n_first + 1:04d}" for j, o in enumerate(occupants)]
+    pre = cfg.id_prefix
+    ids = [f"{pre}{o[0] + 1:04d}" if o[1] == 0 else f"{pre}{n + j - n_first + 1:04d}" for j, o in enumerate(occupants)]
     return Universe(
         n_slots=n,
         slot=slot,
         listing_k=listing_k,
         delisting_k=delisting_k,
         instrument_ids=tuple(ids),
-        issuer_ids=tuple(f"SYN-ISS-{i[3:]}" for i in ids),
+        issuer_ids=tuple(f"{pre}-ISS-{i[len(pre):]}" for i in ids),
         tickers=tuple(_tickers(cfg, m)),
         names=tuple(_names(cfg, m)),
         sector=sector.astype(np.int64),
