@@ -1,8 +1,11 @@
 """The ``prometheus`` command: run the main job, ingest a range, open the cockpit, migrate.
 
-    prometheus main [--start D] [--end D]     reference + 2 years of ingestion and panels in one run, checks, summary
-    prometheus ingest --start D --end D       one single-run backfill of the ingestion assets
-    prometheus panels --start D --end D       one single-run backfill of the dbt panels
+    prometheus main [--start D] [--end D] [--markets US_EQ,EU_EQ]
+                                              per market with data: reference + 2 years of ingestion
+                                              and panels in one run on its own sessions, checks;
+                                              then the default strategy's backtest; a summary
+    prometheus ingest --start D --end D [--market M]   one single-run backfill of a market's ingestion assets
+    prometheus panels --start D --end D [--market M]   one single-run backfill of a market's dbt panels
     prometheus backtest --strategy S --start D --end D [--run-id R]
                                               backtest = one single-run backfill of the strategy's
                                               assets; prints the tear sheet, writes an HTML/PNG report
@@ -22,8 +25,10 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -90,6 +95,20 @@ def default_range(years: int = 2) -> tuple[date, date]:
     return start, end
 
 
+def validate_range(job_name: str, start: date, end: date, instance=None) -> None:
+    """Exit naming the parameter unless ``start`` and ``end`` are partitions of ``job_name`` in order."""
+    from prometheus_assets.definitions import defs
+
+    partitions = defs.resolve_job_def(job_name).partitions_def
+    keys = set(partitions.get_partition_keys(dynamic_partitions_store=instance or _instance()))
+    for name, value in (("--start", start), ("--end", end)):
+        if value.isoformat() not in keys:
+            raise SystemExit(f"prometheus: {name} {value} is not a session partition of job {job_name!r} "
+                             f"(partitions run {min(keys)}..{max(keys)}, trading sessions only)")
+    if end < start:
+        raise SystemExit(f"prometheus: --end {end} is before --start {start}")
+
+
 def run_range(job_name: str, start: date, end: date, instance=None, tags: dict[str, str] | None = None):
     """Run ``job_name`` over the session range as one Dagster run on the persistent instance."""
     import dagster as dg
@@ -98,48 +117,100 @@ def run_range(job_name: str, start: date, end: date, instance=None, tags: dict[s
     from prometheus_assets.definitions import defs
 
     instance = instance or _instance()
+    validate_range(job_name, start, end, instance)
     job = defs.resolve_job_def(job_name)
-    partitions = job.partitions_def
-    keys = set(partitions.get_partition_keys(dynamic_partitions_store=instance))
-    for name, value in (("--start", start), ("--end", end)):
-        if value.isoformat() not in keys:
-            raise SystemExit(f"prometheus: {name} {value} is not a session partition of job {job_name!r} "
-                             f"(partitions run {min(keys)}..{max(keys)}, trading sessions only)")
-    if end < start:
-        raise SystemExit(f"prometheus: --end {end} is before --start {start}")
     run_tags = {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat(), **(tags or {})}
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("PROMETHEUS_LOG_LEVEL", "WARNING")}}}}
     return job.execute_in_process(run_config=quiet, instance=instance, tags=run_tags, raise_on_error=False), dg
 
 
-def summarise(result, start: date, end: date, seconds: float) -> tuple[str, bool]:
-    """Return a short text summary of a run and whether it is healthy (no ERROR check failed)."""
-    from prometheus_assets.definitions import defs, open_defs_warehouse
+@dataclass(frozen=True)
+class MarketRun:
+    """One market's data run: its job, session range, result and wall time."""
+
+    market_id: str
+    job_name: str
+    start: date
+    end: date
+    result: Any
+    seconds: float
+
+    @property
+    def checks(self) -> tuple[int, list, list]:
+        """Checks passed, and the failed ERROR and WARN evaluations."""
+        evals = self.result.get_asset_check_evaluations()
+        failed_error = [e for e in evals if not e.passed and e.severity.value == "ERROR"]
+        failed_warn = [e for e in evals if not e.passed and e.severity.value == "WARN"]
+        return sum(e.passed for e in evals), failed_error, failed_warn
+
+    @property
+    def healthy(self) -> bool:
+        """The run succeeded and no ERROR check failed."""
+        return bool(self.result.success) and not self.checks[1]
+
+    def headline(self) -> str:
+        """One line: job, outcome, wall time, market, run and sessions."""
+        r = self.result
+        return (f"Prometheus {r.dagster_run.job_name} job: {'succeeded' if r.success else 'FAILED'} in {self.seconds:.1f} s "
+                f"({self.market_id}, run {r.run_id[:8]}, sessions {self.start}..{self.end})")
+
+
+def _row_counts(wh, market_ids: list[str]) -> list[tuple[str, list[int] | int]]:
+    """Rows per catalogue table: per market where the table has a market_id, else in total."""
     from prometheus_lib.storage.catalog import catalogue_tables
 
-    lines = [f"Prometheus {result.dagster_run.job_name} job: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s "
-             f"(run {result.run_id[:8]}, sessions {start}..{end})", "", "Rows per table:"]
+    rows: list[tuple[str, list[int] | int]] = []
+    for t in catalogue_tables():
+        if t.name == "schema_migrations":
+            continue
+        total = wh.row_count(t.name)
+        if not total:
+            continue
+        if "market_id" in t.column_names and t.name not in ("markets",):
+            rows.append((t.qualified_name, [wh.row_count(t.name, scope={"market_id": m}) for m in market_ids]))
+        else:
+            rows.append((t.qualified_name, total))
+    return rows
+
+
+def summarise(runs: list[MarketRun]) -> tuple[str, bool]:
+    """Return a text summary of the markets' runs and whether all are healthy (no ERROR check failed).
+
+    Rows per table per market, checks passed/failed per market, where the warehouse and the
+    synthetic truth files are, and how to open the UI.
+    """
+    from prometheus_assets.assets.ingestion import truth_root
+    from prometheus_assets.definitions import defs, open_defs_warehouse
+
+    market_ids = [r.market_id for r in runs]
+    lines = [r.headline() for r in runs]
     with open_defs_warehouse(defs) as wh:
         location = wh.location
-        for t in catalogue_tables():
-            if t.name == "schema_migrations":
-                continue
-            n = wh.row_count(t.name)
-            if n:
-                lines.append(f"  {t.qualified_name:<34} {n:>12,}")
-    evals = result.get_asset_check_evaluations()
-    failed_error = [e for e in evals if not e.passed and e.severity.value == "ERROR"]
-    failed_warn = [e for e in evals if not e.passed and e.severity.value == "WARN"]
-    lines += ["", f"Checks: {sum(e.passed for e in evals)} passed, {len(failed_error)} failed (ERROR), {len(failed_warn)} failed (WARN)"]
-    for e in failed_error + failed_warn:
-        lines.append(f"  FAILED {e.severity.value:<5} {e.asset_key.to_user_string()}:{e.check_name}: {e.description}")
+        counts = _row_counts(wh, market_ids)
+    width = max([34, *(len(name) for name, _ in counts)])
+    lines += ["", "Rows per table:" if len(runs) == 1 else "Rows per table and market:",
+              f"  {'':<{width}} " + " ".join(f"{m:>12}" for m in market_ids)]
+    for name, n in counts:
+        cells = " ".join(f"{v:>12,}" for v in n) if isinstance(n, list) else f"{n:>12,}  (all markets)"
+        lines.append(f"  {name:<{width}} {cells}")
+    lines += ["", "Checks:"]
+    for r in runs:
+        passed, failed_error, failed_warn = r.checks
+        lines.append(f"  {r.market_id:<8} {passed} passed, {len(failed_error)} failed (ERROR), {len(failed_warn)} failed (WARN)")
+        for e in failed_error + failed_warn:
+            lines.append(f"    FAILED {e.severity.value:<5} {e.asset_key.to_user_string()}:{e.check_name}: {e.description}")
+    truth = [(r.market_id, truth_root(r.market_id)) for r in runs]
+    truth = [(m, p, sorted(p.rglob("*.parquet"))) for m, p in truth if p.exists()]
+    if truth:
+        lines += ["", "Synthetic ground truth (for evaluations; engines never read it):"]
+        lines += [f"  {m:<8} {p} ({len(files)} Parquet files)" for m, p, files in truth]
     lines += [
         "",
         f"Warehouse: {location}",
         f"Dagster home: {os.environ.get('DAGSTER_HOME')}",
         "Open the cockpit (Dagster UI): ./prom ui   then browse http://127.0.0.1:3000",
     ]
-    return "\n".join(lines), result.success and not failed_error
+    return "\n".join(lines), all(r.healthy for r in runs)
 
 
 def _parse_date(value: str) -> date:
@@ -149,30 +220,82 @@ def _parse_date(value: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, was {value!r}") from None
 
 
-def _run_and_report(job_name: str, start: date, end: date) -> int:
-    """Run ``job_name`` over the range, print the summary; exit 1 if the run or an ERROR check failed."""
+def _parse_markets(value: str) -> list[str]:
+    ids = [v.strip() for v in value.split(",") if v.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError(f"expected market ids separated by commas (e.g. US_EQ,EU_EQ), was {value!r}")
+    return ids
+
+
+def _run_market(market_id: str, base_job: str, start: date, end: date) -> MarketRun:
+    from prometheus_assets.definitions import market_job_name
+    from prometheus_lib.config import load_config
+
+    job_name = market_job_name(load_config(), base_job, market_id)
     t0 = time.perf_counter()
-    result, _ = run_range(job_name, start, end, tags={"prometheus/command": job_name})
-    text, healthy = summarise(result, start, end, time.perf_counter() - t0)
+    result, _ = run_range(job_name, start, end, tags={"prometheus/command": base_job})
+    return MarketRun(market_id, job_name, start, end, result, time.perf_counter() - t0)
+
+
+def _run_and_report(base_job: str, start: date, end: date, market_id: str | None = None) -> int:
+    """Run a market's ``base_job`` over the range, print the summary; exit 1 if the run or an ERROR check failed."""
+    from prometheus_lib.config import load_config
+
+    config = load_config()
+    market_id = market_id or config.primary_market
+    _check_markets(config, [market_id], "--market")
+    text, healthy = summarise([_run_market(market_id, base_job, start, end)])
     print(text)
     return 0 if healthy else 1
 
 
+def _check_markets(config, market_ids: list[str], option: str):
+    from prometheus_assets.markets import select_markets
+
+    try:
+        return select_markets(config, market_ids)
+    except ValueError as e:
+        raise SystemExit(f"prometheus: {option}: {e}") from None
+
+
 def cmd_main(args: argparse.Namespace) -> int:
+    from prometheus_assets.definitions import market_job_name
+    from prometheus_lib.config import load_config
+    from prometheus_lib.data.ingestion import market_calendar
+
+    config = load_config()
+    markets = _check_markets(config, args.markets, "--markets")
     start, end = default_range(args.years)
     start, end = args.start or start, args.end or end
-    print(f"Running the main job over {start}..{end} on {os.environ.get('PROMETHEUS_WAREHOUSE_URL') and 'PostgreSQL' or 'the embedded DuckDB warehouse'} ...", flush=True)
-    code = _run_and_report("main", start, end)
-    if code or args.no_backtest:
+    # --start/--end are sessions of the primary market, as ever; every market runs its own
+    # sessions between those dates, on its own partitions.
+    validate_range(market_job_name(config, "main"), start, end)
+    where = os.environ.get("PROMETHEUS_WAREHOUSE_URL") and "PostgreSQL" or "the embedded DuckDB warehouse"
+    print(f"Running the main job of {', '.join(m.market_id for m in markets)} over {start}..{end} on {where} ...", flush=True)
+    # The primary market runs last: its main job also builds the text staging views and tests
+    # them over whole tables, so those tests see every market's text.
+    ordered = sorted(markets, key=lambda m: m.market_id == config.primary_market)
+    runs = []
+    for market in ordered:
+        sessions = market_calendar(market).sessions(start, end)
+        if not sessions:
+            print(f"  {market.market_id}: no {market.calendar} session in {start}..{end}, skipped", flush=True)
+            continue
+        run = _run_market(market.market_id, "main", sessions[0], sessions[-1])
+        print(f"  {run.headline()}", flush=True)
+        runs.append(run)
+    runs.sort(key=lambda r: r.market_id != config.primary_market)  # the summary lists the primary first
+    text, healthy = summarise(runs)
+    print("\n" + text)
+    code = 0 if healthy else 1
+    strategy = config.strategy(config.default_strategy)
+    primary_ok = any(r.market_id == strategy.market_id and r.healthy for r in runs)
+    if args.no_backtest or not primary_ok:
         return code
     # The backtest starts once the strategy has the history its windows need (12-1 momentum,
     # a 252-session risk window), inside the range the main job just built.
-    from prometheus_lib.config import load_config
-    from prometheus_lib.data.ingestion import market_calendar
     from prometheus_lib.strategies.baseline import lookback_sessions
 
-    config = load_config()
-    strategy = config.strategy(config.default_strategy)
     warmup = lookback_sessions(strategy)
     cal = market_calendar(config.market(strategy.market_id))
     sessions = cal.sessions(start, end)
@@ -180,7 +303,7 @@ def cmd_main(args: argparse.Namespace) -> int:
         print(f"\nNo backtest: {len(sessions)} sessions is not enough for the strategy's {warmup}-session warm-up.")
         return code
     print(f"\nBacktesting {strategy.strategy_id} over {sessions[warmup]}..{end} (after a {warmup}-session warm-up) ...", flush=True)
-    return _backtest(strategy.strategy_id, sessions[warmup], end, None)
+    return _backtest(strategy.strategy_id, sessions[warmup], end, None) or code
 
 
 def backtest_run_id(strategy_id: str, start: date, end: date) -> str:
@@ -244,11 +367,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    return _run_and_report("ingest", args.start, args.end)
+    return _run_and_report("ingest", args.start, args.end, args.market)
 
 
 def cmd_panels(args: argparse.Namespace) -> int:
-    return _run_and_report("panels", args.start, args.end)
+    return _run_and_report("panels", args.start, args.end, args.market)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -282,11 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``prometheus`` command."""
     p = argparse.ArgumentParser(prog="prometheus", description="Prometheus trading platform")
     sub = p.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("main", help="run the main job on the configured warehouse and print a summary")
+    m = sub.add_parser("main", help="run the main job of every market with data, backtest, print a summary")
     m.add_argument("--start", type=_parse_date)
     m.add_argument("--end", type=_parse_date)
     m.add_argument("--years", type=int, default=2)
-    m.add_argument("--no-backtest", action="store_true", help="stop after the data run")
+    m.add_argument("--no-backtest", action="store_true", help="stop after the data runs")
+    m.add_argument("--markets", type=_parse_markets, default=None,
+                   help="markets to run, comma-separated (default: every market with data, e.g. US_EQ,EU_EQ,JP_EQ)")
     m.set_defaults(fn=cmd_main)
     b = sub.add_parser("backtest", help="backtest a strategy over a session range as one Dagster run")
     b.add_argument("--strategy", required=True)
@@ -297,10 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("ingest", help="ingest a session range as one run")
     i.add_argument("--start", type=_parse_date, required=True)
     i.add_argument("--end", type=_parse_date, required=True)
+    i.add_argument("--market", help="market with data (default: the primary market); dates are its sessions")
     i.set_defaults(fn=cmd_ingest)
     pn = sub.add_parser("panels", help="rebuild the dbt panels of a session range as one run")
     pn.add_argument("--start", type=_parse_date, required=True)
     pn.add_argument("--end", type=_parse_date, required=True)
+    pn.add_argument("--market", help="market with data (default: the primary market); dates are its sessions")
     pn.set_defaults(fn=cmd_panels)
     u = sub.add_parser("ui", help="open the cockpit: Dagster webserver and daemon on localhost")
     u.add_argument("--host", default="127.0.0.1")

@@ -1,8 +1,11 @@
 """The one ``Definitions`` object of the Prometheus code location.
 
-Built from ``configs/`` (or ``$PROMETHEUS_CONFIG_DIR``): the primary market's trading sessions
-are the partitions; the warehouse is PostgreSQL when ``PROMETHEUS_WAREHOUSE_URL`` (the variable
-named in warehouse.yaml) is set, else the embedded DuckDB file under ``$PROMETHEUS_HOME``.
+Built from ``configs/`` (or ``$PROMETHEUS_CONFIG_DIR``). Every market with a data source has its
+own assets, partitioned by its own exchange's trading sessions, and its own ``ingest``,
+``panels`` and ``main`` jobs (see :mod:`prometheus_assets.markets` for the names: the primary
+market's are unprefixed, ``main``; EU_EQ's are under ``EU_EQ/``, ``main_EU_EQ``). The warehouse
+is PostgreSQL when ``PROMETHEUS_WAREHOUSE_URL`` (the variable named in warehouse.yaml) is set,
+else the embedded DuckDB file under ``$PROMETHEUS_HOME``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import dagster as dg
 
 from prometheus_assets.assets.ingestion import build_ingestion_assets
 from prometheus_assets.assets.panels import build_panel_assets, build_text_staging_assets, dbt_resource
-from prometheus_assets.assets.reference import build_reference_assets
+from prometheus_assets.assets.reference import build_config_assets, build_instrument_master, config_asset_keys
 from prometheus_assets.assets.strategy import build_strategy_assets, strategy_group
 from prometheus_assets.checks import build_ingestion_checks
 from prometheus_assets.checks.strategy import build_strategy_checks
@@ -29,6 +32,7 @@ from prometheus_assets.constants import (
     WAREHOUSE_IO,
 )
 from prometheus_assets.io_manager import WarehouseIOManager
+from prometheus_assets.markets import MarketScope, data_markets
 from prometheus_assets.partitions import session_partitions
 from prometheus_assets.resources import PlatformResource, WarehouseResource
 from prometheus_lib.config import PlatformConfig, load_config
@@ -47,6 +51,11 @@ def backtest_job_name(strategy_id: str) -> str:
     return f"{BACKTEST_JOB_PREFIX}{strategy_id}"
 
 
+def market_job_name(config: PlatformConfig, base: str, market_id: str | None = None) -> str:
+    """The job ``base`` (``ingest``, ``panels``, ``main``) of ``market_id`` (default: the primary market)."""
+    return MarketScope.of(config, market_id or config.primary_market).job(base)
+
+
 def warehouse_from_config(config: PlatformConfig) -> WarehouseResource:
     """Choose the warehouse resource by deployment: PostgreSQL if its URL variable is set."""
     wc = config.warehouse
@@ -55,54 +64,68 @@ def warehouse_from_config(config: PlatformConfig) -> WarehouseResource:
     return WarehouseResource(backend="duckdb", duckdb_path=wc.duckdb.path)
 
 
-def sessions_partitions_def(config: PlatformConfig) -> dg.TimeWindowPartitionsDefinition:
-    """The primary market's sessions from its history start."""
-    market = config.market(config.primary_market)
+def sessions_partitions_def(config: PlatformConfig, market_id: str | None = None) -> dg.TimeWindowPartitionsDefinition:
+    """The sessions of ``market_id``'s exchange (default: the primary market) from its history start."""
+    market = config.market(market_id or config.primary_market)
     return session_partitions(market_calendar(market), market.history_start)
+
+
+def _market_jobs(market: MarketScope, sessions: dg.PartitionsDefinition) -> list[dg.UnresolvedAssetJobDefinition]:
+    """The ingest, panels and main jobs of one market: each a single-run backfill over its sessions."""
+    reference = dg.AssetSelection.assets(*config_asset_keys()) | dg.AssetSelection.groups(market.group(REFERENCE))
+    ingestion = dg.AssetSelection.groups(market.group(INGESTION))
+    panels = dg.AssetSelection.groups(market.group(PANELS))
+    # The text staging views read the text tables of every market, whole: the primary market's
+    # main job builds and tests them once per run (see README, the panels).
+    main = reference | ingestion | panels | (dg.AssetSelection.groups(TEXT_STAGING) if market.is_primary else dg.AssetSelection.groups())
+    of = f" of {market.market_id}"
+    tags = {"prometheus/market": market.market_id}
+    return [
+        dg.define_asset_job(
+            market.job(INGEST_JOB), selection=reference | ingestion, partitions_def=sessions, tags=tags,
+            description=f"Reference tables and session-partitioned ingestion{of} with their checks.",
+        ),
+        dg.define_asset_job(
+            market.job(PANELS_JOB), selection=panels, partitions_def=sessions, tags=tags,
+            description=f"The dbt panels{of} (returns, volatility, factors, exposures, correlations) for a session range.",
+        ),
+        dg.define_asset_job(
+            market.job(MAIN_JOB), selection=main, partitions_def=sessions, tags=tags,
+            description=f"Ingestion, checks and panels{of}"
+                        f"{' and the text staging views' if market.is_primary else ''} for a session range, as one run.",
+        ),
+    ]
 
 
 def build_definitions(config_dir: str | None = None, warehouse: WarehouseResource | None = None) -> dg.Definitions:
     """Build the code location's definitions from a config folder and a warehouse resource."""
     config = load_config(config_dir)
-    market_id = config.primary_market
-    sessions = sessions_partitions_def(config)
     warehouse = warehouse or warehouse_from_config(config)
-    assets = [
-        *build_reference_assets(market_id),
-        *build_ingestion_assets(sessions, market_id),
-        build_panel_assets(sessions, market_id),
-        build_text_staging_assets(),
-    ]
-    strategies = [s for s in config.strategies if s.market_id == market_id]
-    for strategy in strategies:
-        assets.extend(build_strategy_assets(sessions, strategy))
-    jobs = [
-        dg.define_asset_job(
-            INGEST_JOB, selection=dg.AssetSelection.groups(REFERENCE, INGESTION), partitions_def=sessions,
-            description="Reference tables and session-partitioned ingestion with their checks.",
-        ),
-        dg.define_asset_job(
-            PANELS_JOB, selection=dg.AssetSelection.groups(PANELS), partitions_def=sessions,
-            description="The dbt panels (returns, volatility, factors, exposures, correlations) for a session range.",
-        ),
-        dg.define_asset_job(
-            MAIN_JOB, selection=dg.AssetSelection.groups(REFERENCE, INGESTION, PANELS, TEXT_STAGING),
-            partitions_def=sessions,
-            description="Ingestion, checks, panels and the text staging views for a session range, as one run.",
-        ),
-        *[
-            dg.define_asset_job(
-                backtest_job_name(s.strategy_id), selection=dg.AssetSelection.groups(strategy_group(s.strategy_id)),
-                partitions_def=sessions, tags={"prometheus/strategy": s.strategy_id},
-                description=f"Backtest of {s.strategy_id} over a session range: decisions then the book, one run.",
-            )
-            for s in strategies
-        ],
-    ]
+    assets: list = [*build_config_assets(), build_text_staging_assets()]
+    checks: list = []
+    jobs: list = []
+    for market_config in data_markets(config):
+        market = MarketScope.of(config, market_config.market_id)
+        sessions = sessions_partitions_def(config, market.market_id)
+        assets += [
+            build_instrument_master(market),
+            *build_ingestion_assets(sessions, market),
+            build_panel_assets(sessions, market),
+        ]
+        checks += build_ingestion_checks(sessions, market)
+        jobs += _market_jobs(market, sessions)
+        # A strategy trades the market it names, on that market's sessions, reading its panels.
+        for strategy in (s for s in config.strategies if s.market_id == market.market_id):
+            assets.extend(build_strategy_assets(sessions, strategy, market))
+            checks.extend(build_strategy_checks(sessions, strategy))
+            jobs.append(dg.define_asset_job(
+                backtest_job_name(strategy.strategy_id), selection=dg.AssetSelection.groups(strategy_group(strategy.strategy_id)),
+                partitions_def=sessions, tags={"prometheus/strategy": strategy.strategy_id},
+                description=f"Backtest of {strategy.strategy_id} over a session range: decisions then the book, one run.",
+            ))
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*build_ingestion_checks(sessions, market_id),
-                      *[c for s in strategies for c in build_strategy_checks(sessions, s)]],
+        asset_checks=checks,
         jobs=jobs,
         resources={
             WAREHOUSE: warehouse,

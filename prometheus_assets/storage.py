@@ -17,6 +17,12 @@ two changes:
   workstation that is the right trade; production runs PostgreSQL storage (DAGSTER_PG_*).
 
 Measured: 3-4 ms per materialised session instead of 35-40 ms (2 assets x 250 sessions).
+
+A third change: a partitioned check's "planned" event of a range run is stored as one row per
+partition, and Dagster 1.13 serialises the same event again for each row (with its whole
+partition subset). Serialising it once per event gives the same rows: a two-year run of one
+market (34 partitioned checks x 502 sessions) spent ~28 s of its start there on a loaded
+2-core machine, now well under a second.
 ``prometheus`` writes it into ``$DAGSTER_HOME/dagster.yaml`` when Dagster's storage is SQLite.
 """
 
@@ -25,9 +31,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
+import dagster._check as check
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
+from dagster._serdes import serialize_value
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import QueuePool
 
@@ -78,6 +90,29 @@ class PrometheusSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn:
                 with conn.begin():
                     yield conn
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        # Dagster's own, with the event serialised once instead of once per partition key.
+        planned = cast(AssetCheckEvaluationPlanned, check.not_none(event.dagster_event).event_specific_data)
+        partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        serialized = serialize_value(event)
+        timestamp = self._event_insert_timestamp(event)
+        with self.index_connection() as conn:
+            conn.execute(
+                AssetCheckExecutionsTable.insert().values([
+                    dict(
+                        asset_key=planned.asset_key.to_string(),
+                        check_name=planned.check_name,
+                        partition=partition_key,
+                        run_id=event.run_id,
+                        execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+                        evaluation_event=serialized,
+                        evaluation_event_timestamp=timestamp,
+                        evaluation_event_storage_id=event_id,
+                    )
+                    for partition_key in partition_keys
+                ])
+            )
 
     def delete_events(self, run_id: str) -> None:
         with self._engines_lock:

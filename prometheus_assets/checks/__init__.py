@@ -13,12 +13,14 @@ import dagster as dg
 import polars as pl
 
 from prometheus_assets.constants import HISTORICAL
+from prometheus_assets.markets import MarketScope
 from prometheus_assets.partitions import keys_to_sessions
 from prometheus_assets.resources import PlatformResource, WarehouseResource
 from prometheus_lib.data import quality
 from prometheus_lib.data.ingestion import utc_now
 
 EVENT_TABLES = ("news_articles", "news_links", "filings", "earnings_calls", "macro_events")
+CORPORATE_ACTIONS = "corporate_actions"
 
 
 def _metadata(meta: dict[str, Any]) -> dict[str, Any]:
@@ -45,8 +47,56 @@ def _range(context: dg.AssetCheckExecutionContext) -> tuple[date, date]:
     return min(sessions), max(sessions)
 
 
-def build_ingestion_checks(partitions_def: dg.PartitionsDefinition, market_id: str) -> list[dg.AssetChecksDefinition]:
-    """Return the data-quality checks of every ingestion asset of ``market_id``."""
+# The rules of corporate_actions values: name -> (rows that break it, what it requires).
+CORPORATE_ACTION_RULES = {
+    "split_ratio_positive": (
+        # polars orders NaN above every number: NaN is tested for explicitly.
+        (pl.col("action_type") == "SPLIT")
+        & (pl.col("ratio").is_null() | pl.col("ratio").is_nan() | ~(pl.col("ratio") > 0)),
+        "every SPLIT has a ratio > 0 (new shares per old share)",
+    ),
+    "amount_non_negative": (
+        pl.col("action_type").is_in(["DIVIDEND", "DELISTING"])
+        & (pl.col("amount").is_null() | pl.col("amount").is_nan() | ~(pl.col("amount") >= 0)),
+        "every DIVIDEND and DELISTING has an amount >= 0",
+    ),
+    "action_type_known": (
+        ~pl.col("action_type").is_in(["SPLIT", "DIVIDEND", "DELISTING"]),
+        "every action_type is SPLIT, DIVIDEND or DELISTING",
+    ),
+}
+
+
+def corporate_action_rule(frame: pl.DataFrame, rule: str) -> quality.CheckOutcome:
+    """Fail (ERROR) when a row of ``frame`` breaks the corporate-action rule ``rule``."""
+    broken, requirement = CORPORATE_ACTION_RULES[rule]
+    bad = frame.filter(broken.fill_null(True))
+    return quality.CheckOutcome(
+        bad.is_empty(), quality.Severity.ERROR,
+        f"{bad.height} of {frame.height} corporate actions break the rule: {requirement}" if bad.height
+        else f"{requirement} ({frame.height} rows)",
+        {"rows": frame.height, "bad_rows": bad.height,
+         "examples": [{k: str(v) for k, v in r.items()} for r in bad.head(5).to_dicts()]},
+    )
+
+
+def known_instruments(frame: pl.DataFrame, instruments: pl.DataFrame) -> quality.CheckOutcome:
+    """Fail (ERROR) if a row names an instrument that is not in the market's ``runtime.instruments``."""
+    unknown = frame.join(instruments.select("instrument_id"), on="instrument_id", how="anti")
+    ids = unknown["instrument_id"].unique().sort().to_list()
+    return quality.CheckOutcome(
+        unknown.is_empty(), quality.Severity.ERROR,
+        f"{unknown.height} rows name {len(ids)} instruments not in runtime.instruments" if ids
+        else f"all {frame.height} rows name known instruments",
+        {"rows": frame.height, "unknown_rows": unknown.height, "unknown_instruments": ids[:10]},
+    )
+
+
+def build_ingestion_checks(partitions_def: dg.PartitionsDefinition, market: MarketScope | str) -> list[dg.AssetChecksDefinition]:
+    """Return the data-quality checks of every ingestion asset of ``market`` (a plain id: the primary)."""
+    if isinstance(market, str):
+        market = MarketScope(market, is_primary=True)
+    market_id = market.market_id
     scope = {"market_id": market_id}
     checks: list[dg.AssetChecksDefinition] = []
 
@@ -56,14 +106,14 @@ def build_ingestion_checks(partitions_def: dg.PartitionsDefinition, market_id: s
             return wh.read_table(table, start, end, scope), start, end
 
     def add(table: str, name: str, description: str, blocking: bool, fn) -> None:
-        @dg.asset_check(asset=dg.AssetKey([HISTORICAL, table]), name=name, description=description,
+        @dg.asset_check(asset=market.key(HISTORICAL, table), name=name, description=description,
                         blocking=blocking, partitions_def=partitions_def)
         def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, platform: PlatformResource) -> dg.AssetCheckResult:
             return to_result(fn(context, warehouse, platform))
 
         checks.append(_check)
 
-    for table in ("prices_daily", *EVENT_TABLES):
+    for table in ("prices_daily", *EVENT_TABLES, CORPORATE_ACTIONS):
         add(table, "schema", f"Rows of {table} match its pandera schema (types, nulls, domain rules).", True,
             lambda c, w, p, t=table: quality.check_schema(t, read(w, t, c)[0]))
         add(table, "unique_key", f"Primary key of {table} is unique.", True,
@@ -80,7 +130,7 @@ def build_ingestion_checks(partitions_def: dg.PartitionsDefinition, market_id: s
         prices_sessions)
     add("prices_daily", "ohlc_consistency", "high >= max(open, close) >= min(open, close) >= low > 0.", True,
         lambda c, w, p: quality.check_ohlc(read(w, "prices_daily", c)[0]))
-    for table in EVENT_TABLES:
+    for table in (*EVENT_TABLES, CORPORATE_ACTIONS):
         add(table, "sessions", f"Every {table} row is dated on a trading session.", True,
             lambda c, w, p, t=table: quality.check_sessions(read(w, t, c)[0], p.calendar(market_id), *_range(c),
                                                            require_every_session=False))
@@ -88,7 +138,7 @@ def build_ingestion_checks(partitions_def: dg.PartitionsDefinition, market_id: s
     def freshness(table: str):
         def fn(c, w, p):
             cal = p.calendar(market_id)
-            keys = c.instance.get_materialized_partitions(dg.AssetKey([HISTORICAL, table]))
+            keys = c.instance.get_materialized_partitions(market.key(HISTORICAL, table))
             latest = max(keys_to_sessions(sorted(keys))) if keys else None
             return quality.check_freshness(latest, cal, cal.last_closed_session(utc_now()),
                                            p.config.engines.data_quality.freshness_max_lag_sessions)
@@ -97,7 +147,19 @@ def build_ingestion_checks(partitions_def: dg.PartitionsDefinition, market_id: s
     for table in ("prices_daily", *EVENT_TABLES):
         add(table, "freshness", f"{table} is materialised through the last closed session.", False, freshness(table))
 
-    @dg.asset_check(asset=dg.AssetKey([HISTORICAL, "prices_daily_quarantine"]), name="no_rejected_rows",
+    for rule, (_, requirement) in CORPORATE_ACTION_RULES.items():
+        add(CORPORATE_ACTIONS, rule, requirement[0].upper() + requirement[1:] + ".", True,
+            lambda c, w, p, r=rule: corporate_action_rule(read(w, CORPORATE_ACTIONS, c)[0], r))
+
+    def instrument_known(c, w, p):
+        frame = read(w, CORPORATE_ACTIONS, c)[0]
+        with w.open() as wh:
+            return known_instruments(frame, wh.read_table("instruments", scope=scope))
+
+    add(CORPORATE_ACTIONS, "instrument_known", "Every corporate action names an instrument of runtime.instruments.", True,
+        instrument_known)
+
+    @dg.asset_check(asset=market.key(HISTORICAL, "prices_daily_quarantine"), name="no_rejected_rows",
                     description="Warn when input rows were rejected into quarantine.", blocking=False,
                     partitions_def=partitions_def)
     def no_rejected_rows(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:

@@ -123,6 +123,17 @@ def ingest_events(provider: EventDataProvider | None, table: str, sessions: Sequ
     return stamp(frame, table, now)
 
 
+def ingest_corporate_actions(provider: MarketDataProvider, sessions: Sequence[date], now: datetime | None = None) -> pl.DataFrame:
+    """Fetch the ``corporate_actions`` rows (splits, dividends, delistings) of ``sessions``, stamped.
+
+    A provider without a ``corporate_actions(sessions)`` method has none: the frame is empty.
+    """
+    now = now or utc_now()
+    fetch = getattr(provider, "corporate_actions", None)
+    frame = fetch(sorted(sessions)) if fetch is not None else empty_frame("corporate_actions")
+    return stamp(frame, "corporate_actions", now)
+
+
 def reference_frames(config: PlatformConfig) -> dict[str, pl.DataFrame]:
     """Return the config-driven reference tables: markets, strategies, portfolios."""
     from prometheus_lib.storage.catalog import get_table

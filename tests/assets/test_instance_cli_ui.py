@@ -74,18 +74,30 @@ def test_main_command_with_small_market_runs_one_run_and_prints_summary(main_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "main job: succeeded" in out and "sessions 2024-01-02..2024-01-05" in out
+    # every market with data ran its own main job on its own sessions (Tokyo is closed until 4 January)
+    assert "main_EU_EQ job: succeeded" in out and "main_JP_EQ job: succeeded" in out
+    assert "(JP_EQ, run " in out and "sessions 2024-01-04..2024-01-05" in out
     assert "historical.prices_daily" in out and "runtime.instruments" in out
     assert "historical.returns_daily" in out and "historical.factors_daily" in out
+    assert "Rows per table and market:" in out
+    header = next(line for line in out.splitlines() if line.strip().startswith("US_EQ"))
+    assert header.split() == ["US_EQ", "EU_EQ", "JP_EQ"]  # rows per table, one column per market
+    prices = next(line for line in out.splitlines() if line.strip().startswith("historical.prices_daily"))
+    assert all(int(n.replace(",", "")) > 0 for n in prices.split()[1:])
     assert "Checks:" in out and "0 failed (ERROR)" in out
+    checks = [line.split()[0] for line in out.splitlines() if " 0 failed (ERROR)" in line]
+    assert checks == ["US_EQ", "EU_EQ", "JP_EQ"]  # checks per market, none failed
     assert str(tmp_path / "home" / "warehouse" / "prometheus.duckdb") in out
-    # the run lives in the persistent SQLite instance under DAGSTER_HOME, so the UI shows it
+    # the runs live in the persistent SQLite instance under DAGSTER_HOME, so the UI shows them
     dagster_home = tmp_path / "home" / "dagster"
     settings = (dagster_home / "dagster.yaml").read_text()
     assert "postgres" not in settings and "PrometheusSqliteEventLogStorage" in settings  # tuned SQLite event log
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        runs = instance.get_runs()
-        assert len(runs) == 1 and runs[0].job_name == "main"
-        assert runs[0].tags["dagster/asset_partition_range_start"] == "2024-01-02"
+        runs = {r.job_name: r for r in instance.get_runs()}
+        assert sorted(runs) == ["main", "main_EU_EQ", "main_JP_EQ"]  # one run per market
+        assert runs["main"].tags["dagster/asset_partition_range_start"] == "2024-01-02"
+        assert runs["main_EU_EQ"].tags["dagster/asset_partition_range_start"] == "2024-01-02"
+        assert runs["main_JP_EQ"].tags["dagster/asset_partition_range_start"] == "2024-01-04"
 
 
 def test_main_command_with_bad_range_names_the_parameter(tmp_path):
@@ -111,7 +123,7 @@ def test_main_command_with_postgres_dagster_storage_records_runs_in_postgres(tmp
     with psycopg.connect(pg_url) as con:
         runs = con.execute("SELECT pipeline_name, status FROM runs").fetchall()
         events = con.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'").fetchone()[0]
-    assert runs == [("main", "SUCCESS")]
+    assert sorted(runs) == [("main", "SUCCESS"), ("main_EU_EQ", "SUCCESS"), ("main_JP_EQ", "SUCCESS")]
     assert events >= 4 * 6  # 4 sessions x the session-partitioned tables
 
 
@@ -123,7 +135,9 @@ def test_main_command_with_postgres_warehouse_writes_postgres(tmp_path, pg_url):
     import psycopg
 
     with psycopg.connect(pg_url) as con:
-        assert con.execute("SELECT count(DISTINCT session_date) FROM historical.prices_daily").fetchone()[0] == 4
+        sessions = dict(con.execute("SELECT market_id, count(DISTINCT session_date) FROM historical.prices_daily "
+                                    "GROUP BY market_id").fetchall())
+        assert sessions == {"US_EQ": 4, "EU_EQ": 4, "JP_EQ": 2}
 
 
 def _free_port() -> int:
@@ -174,7 +188,9 @@ def test_webserver_with_workspace_serves_assets_checks_and_runs(main_run: MainRu
         assert "historical/prices_daily" in nodes and "runtime/instruments" in nodes
         checks = {c["name"] for c in nodes["historical/prices_daily"]["assetChecksOrError"]["checks"]}
         assert {"schema", "unique_key", "sessions", "ohlc_consistency", "freshness"} <= checks
-        assert data["runsOrError"]["results"] == [{"jobName": "main", "status": "SUCCESS"}]
+        assert sorted(r["jobName"] for r in data["runsOrError"]["results"]) == ["main", "main_EU_EQ", "main_JP_EQ"]
+        assert {r["status"] for r in data["runsOrError"]["results"]} == {"SUCCESS"}
+        assert "EU_EQ/historical/prices_daily" in nodes and "JP_EQ/historical/corporate_actions" in nodes
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -1,7 +1,7 @@
 """dbt panels as session-partitioned assets: staging views, intermediate models and the marts
 returns_daily, volatility_daily, factors_daily, instrument_factors_daily, correlation_panels.
 
-One ``@dbt_assets`` op builds them with ``dbt build`` for the run's session range (single-run
+One ``@dbt_assets`` op per market with data builds them with ``dbt build`` for the run's session range (single-run
 backfill policy); the window travels in PROMETHEUS_PANEL_* environment variables (see
 macros/panels/panel_window.sql) and the marts replace exactly that window.
 dbt tests become asset checks; error-severity ones are blocking. The data tests of the panels
@@ -33,7 +33,9 @@ from dagster_dbt.asset_utils import DAGSTER_DBT_EXCLUDE_METADATA_KEY, get_update
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
-from prometheus_assets.constants import HISTORICAL, PANELS, TEXT_STAGING
+from prometheus_assets.assets.reference import CONFIG_TABLES
+from prometheus_assets.constants import HISTORICAL, PANELS, RUNTIME, TEXT_STAGING
+from prometheus_assets.markets import MarketScope
 from prometheus_assets.partitions import keys_to_sessions
 from prometheus_assets.resources import WarehouseResource
 from prometheus_lib.config.home import prometheus_home
@@ -72,20 +74,31 @@ def ensure_manifest() -> Path:
 
 
 class PanelTranslator(DagsterDbtTranslator):
-    """dbt sources are the ingestion/reference assets; models live under their schema's prefix."""
+    """dbt sources are the ingestion/reference assets; models live under their schema's prefix.
+
+    ``prefix`` puts every key of a non-primary market under ``<market_id>/`` (its models, tests
+    and the sources they read), except the config tables all markets share (``runtime/markets``):
+    each market's panels are assets of their own, and two markets' keys never collide.
+    """
+
+    def __init__(self, prefix: tuple[str, ...] = (), settings: DagsterDbtTranslatorSettings | None = None):
+        super().__init__(settings=settings)
+        self.prefix = tuple(prefix)
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+            path = [dbt_resource_props["source_name"], dbt_resource_props["name"]]
+            shared = path[0] == RUNTIME and path[1] in CONFIG_TABLES
+            return dg.AssetKey(path if shared else [*self.prefix, *path])
         name = dbt_resource_props.get("alias") or dbt_resource_props["name"]
         fqn = dbt_resource_props.get("fqn", [])
         if "marts" in fqn:
-            return dg.AssetKey([HISTORICAL, name])
+            return dg.AssetKey([*self.prefix, HISTORICAL, name])
         layer = "staging" if "staging" in fqn else "intermediate"
-        return dg.AssetKey([layer, name])
+        return dg.AssetKey([*self.prefix, layer, name])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return PANELS
+        return PANELS if not self.prefix else f"{PANELS}_{self.prefix[0].lower()}"
 
 
 class TextStagingTranslator(PanelTranslator):
@@ -204,17 +217,25 @@ class DbtPanelsResource(dg.ConfigurableResource):
             )
 
 
-def build_panel_assets(partitions_def: dg.PartitionsDefinition, market_id: str) -> dg.AssetsDefinition:
-    """Return the dbt assets of ``market_id``'s panels over ``partitions_def``."""
+def build_panel_assets(partitions_def: dg.PartitionsDefinition, market: MarketScope | str) -> dg.AssetsDefinition:
+    """Return the dbt assets of ``market``'s panels over ``partitions_def`` (a plain id: the primary).
+
+    The run's window and market travel to dbt in ``panel_env``: the marts delete and rewrite
+    only that market's rows of the window.
+    """
+    if isinstance(market, str):
+        market = MarketScope(market, is_primary=True)
+    market_id = market.market_id
+    translator = PanelTranslator(prefix=market.prefix, settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
     @dbt_assets(
         manifest=ensure_manifest(),
         select=PANEL_SELECT,
         exclude=PANEL_EXCLUDE,
-        dagster_dbt_translator=PanelTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+        dagster_dbt_translator=translator,
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        name="dbt_panels",
+        name=market.op("dbt_panels"),
     )
     def dbt_panels(context: dg.AssetExecutionContext, dbt: DbtPanelsResource, warehouse: WarehouseResource):
         """Build the dbt panels for the run's session range (one dbt build, marts replace that window)."""

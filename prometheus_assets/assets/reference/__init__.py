@@ -1,12 +1,16 @@
-"""Reference tables as assets: markets, strategies, portfolios (from configs), issuers and instruments."""
+"""Reference tables as assets: markets, strategies, portfolios (from configs, shared by every
+market) and each market's issuers and instruments (from its provider)."""
 
 
 import dagster as dg
 import polars as pl
 
 from prometheus_assets.constants import META_SCOPE, META_TABLE, REFERENCE, RUNTIME, WAREHOUSE_IO
+from prometheus_assets.markets import MarketScope
 from prometheus_assets.resources import PlatformResource
 from prometheus_lib.data.ingestion import reference_frames
+
+CONFIG_TABLES = ("markets", "strategies", "portfolios")
 
 
 def _config_asset(name: str, description: str) -> dg.AssetsDefinition:
@@ -25,29 +29,47 @@ def _config_asset(name: str, description: str) -> dg.AssetsDefinition:
     return _asset
 
 
-def build_reference_assets(market_id: str) -> list[dg.AssetsDefinition]:
-    """Return the reference assets; issuers and instruments are those of ``market_id``'s provider."""
-    scope = {META_SCOPE: {"market_id": market_id}}
-
-    @dg.multi_asset(
-        outs={
-            "issuers": dg.AssetOut(key=[RUNTIME, "issuers"], io_manager_key=WAREHOUSE_IO, metadata={**scope, META_TABLE: "issuers"},
-                                   description="Issuers of the primary market's instruments, from its data provider."),
-            "instruments": dg.AssetOut(key=[RUNTIME, "instruments"], io_manager_key=WAREHOUSE_IO, metadata={**scope, META_TABLE: "instruments"},
-                                       description="Instrument master of the primary market, from its data provider."),
-        },
-        group_name=REFERENCE,
-        deps=[dg.AssetKey([RUNTIME, "markets"])],
-    )
-    def instrument_master(platform: PlatformResource):
-        """Issuers and instruments of the primary market, from its data provider."""
-        ref = platform.market_data(market_id).reference()
-        yield dg.Output(ref.issuers, output_name="issuers", metadata={"rows": ref.issuers.height})
-        yield dg.Output(ref.instruments, output_name="instruments", metadata={"rows": ref.instruments.height})
-
+def build_config_assets() -> list[dg.AssetsDefinition]:
+    """Return the config-driven reference assets (runtime/markets, strategies, portfolios), one set for all markets."""
     return [
         _config_asset("markets", "Markets from configs/markets.yaml: calendar, time zone, daily-cycle windows."),
         _config_asset("strategies", "Strategies from configs/strategies.yaml, with their config hash."),
         _config_asset("portfolios", "Portfolios (books) of the configured strategies."),
-        instrument_master,
     ]
+
+
+def config_asset_keys() -> list[dg.AssetKey]:
+    """Keys of the config-driven reference assets."""
+    return [dg.AssetKey([RUNTIME, t]) for t in CONFIG_TABLES]
+
+
+def build_instrument_master(market: MarketScope) -> dg.AssetsDefinition:
+    """Return ``market``'s issuers and instruments asset (its provider's reference data)."""
+    scope = {META_SCOPE: {"market_id": market.market_id}}
+    m = market.market_id
+
+    @dg.multi_asset(
+        outs={
+            "issuers": dg.AssetOut(key=market.key(RUNTIME, "issuers"), io_manager_key=WAREHOUSE_IO,
+                                   metadata={**scope, META_TABLE: "issuers"},
+                                   description=f"Issuers of the {m} instruments, from its data provider."),
+            "instruments": dg.AssetOut(key=market.key(RUNTIME, "instruments"), io_manager_key=WAREHOUSE_IO,
+                                       metadata={**scope, META_TABLE: "instruments"},
+                                       description=f"Instrument master of {m}, from its data provider."),
+        },
+        name=market.op("instrument_master"),
+        group_name=market.group(REFERENCE),
+        deps=[dg.AssetKey([RUNTIME, "markets"])],
+    )
+    def instrument_master(platform: PlatformResource):
+        """Issuers and instruments of the market, from its data provider."""
+        ref = platform.market_data(m).reference()
+        yield dg.Output(ref.issuers, output_name="issuers", metadata={"rows": ref.issuers.height})
+        yield dg.Output(ref.instruments, output_name="instruments", metadata={"rows": ref.instruments.height})
+
+    return instrument_master
+
+
+def build_reference_assets(market_id: str) -> list[dg.AssetsDefinition]:
+    """Return the config assets and the primary market ``market_id``'s instrument master."""
+    return [*build_config_assets(), build_instrument_master(MarketScope(market_id, is_primary=True))]

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from prometheus_assets.constants import HISTORICAL, RUNTIME, STRATEGY_GROUP_PREFIX
+from prometheus_assets.markets import MarketScope
 from prometheus_assets.partitions import keys_to_sessions
 from prometheus_assets.resources import PlatformResource, WarehouseResource
 from prometheus_lib.analytics import compute_metrics
@@ -90,8 +91,14 @@ def _history_sessions(platform: PlatformResource, market_id: str, start: date, e
     return cal.sessions(first, end)
 
 
-def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: StrategyConfig) -> list[dg.AssetsDefinition]:
-    """Return the decisions and book assets of ``strategy`` over ``partitions_def``."""
+def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: StrategyConfig,
+                          market: MarketScope | None = None) -> list[dg.AssetsDefinition]:
+    """Return the decisions and book assets of ``strategy`` over ``partitions_def`` (its market's sessions).
+
+    ``market`` names the assets of the strategy's market that they read (default: unprefixed,
+    the primary market's).
+    """
+    market = market or MarketScope(strategy.market_id, is_primary=True)
     decisions_key, book_key = strategy_keys(strategy.strategy_id)
     portfolio = strategy.portfolios[0]
     market_id = strategy.market_id
@@ -104,7 +111,7 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
         return {"run_id": run_id, "strategy_id": strategy.strategy_id,
                 "portfolio_id": portfolio.portfolio_id, "mode": MODE, "market_id": market_id}
 
-    panel_deps = [dg.AssetKey([HISTORICAL, t]) for t in
+    panel_deps = [market.key(HISTORICAL, t) for t in
                   ("prices_daily", "returns_daily", "volatility_daily", "instrument_factors_daily", "factors_daily")]
 
     @dg.asset(
@@ -137,7 +144,7 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
 
     @dg.asset(
         key=book_key,
-        deps=[decisions_key, dg.AssetKey([HISTORICAL, "prices_daily"]), dg.AssetKey([HISTORICAL, "volatility_daily"])],
+        deps=[decisions_key, market.key(HISTORICAL, "prices_daily"), market.key(HISTORICAL, "volatility_daily")],
         metadata={"prometheus/tables": list(BOOK_TABLES), "strategy_id": strategy.strategy_id},
         description=f"{strategy.strategy_id}: the book executed session by session (orders, fills, positions, equity).",
         **common,
