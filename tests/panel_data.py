@@ -31,8 +31,10 @@ PANELS = ("returns_daily", "volatility_daily", "factors_daily", "instrument_fact
 @functools.cache
 def synthetic_frames(n_instruments: int, start: date, end: date, seed: int = 7) -> dict[str, pl.DataFrame]:
     """Reference tables and prices of a synthetic market over ``start..end`` (cached)."""
+    # A small-cap market (largest company $4bn): a 10 M book trading it meets binding volume caps,
+    # which the execution tests need.
     config = SyntheticMarketConfig(n_instruments=n_instruments, seed=seed, history_start=CALENDAR.validate_session(start),
-                                   ipo_fraction=0.2, ipo_window_sessions=200)
+                                   ipo_fraction=0.2, ipo_window_sessions=200, largest_market_cap=4.0e9)
     market = SyntheticMarket(config, CALENDAR)
     ref = market.reference()
     frames = reference_frames(load_config())

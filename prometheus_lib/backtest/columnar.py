@@ -13,7 +13,10 @@ column:
   ``prometheus_lib.execution.simulator`` (lot rounding, funding by bisection, the reason texts),
   the same slippage and commission models, and the same position and order arithmetic
   (``position_after``, ``fill_progress`` in ``prometheus_lib.execution.domain``);
-* valuations use the same exactly rounded sums, so both engines agree to the bit.
+* valuations use the same exactly rounded sums, so both engines agree to the bit;
+* corporate actions (splits, dividends, delistings) go through the object engine's function,
+  ``apply_corporate_actions`` (prometheus_lib/execution/corporate_actions.py), this book standing
+  in for the broker's (``holding``, ``set_holding``, ``working_orders``, ``set_order``).
 
 ``run_execution`` picks this engine when it can (``columnar_supported``): every carried open order
 is a MARKET order and every instrument held, ordered or targeted is in the index; otherwise it
@@ -36,6 +39,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from prometheus_lib.errors import ExecutionError
+from prometheus_lib.execution.corporate_actions import (
+    AppliedAction,
+    HoldingChange,
+    OrderChange,
+    apply_corporate_actions,
+    check_action_sessions,
+    tradable_targets,
+)
 from prometheus_lib.execution.costs import build_commission_model, build_slippage_model
 from prometheus_lib.execution.domain import (
     Fill,
@@ -287,6 +298,17 @@ class _ColumnarBook:
         decision_id = f"{run_id}:{self.strategy_id}:{session.isoformat()}"
         fills: list[tuple] = []
         carried = list(self.working)  # working since an earlier session: a cancel this session is recorded too
+        applied: list[AppliedAction] = []
+        if data.has_corporate_actions:
+            # the session's corporate actions, on the book of T-1 before anything fills (the object
+            # engine's BacktestBroker.apply_corporate_actions; the rules are in corporate_actions.py)
+            weights = tradable_targets(weights, data.delisted())
+            actions = data.corporate_actions()
+            if actions:
+                check_action_sessions(actions, self.as_of, pf)
+                applied = apply_corporate_actions(actions, self)
+                self.working = [w for w in self.working if w.status in (_SUBMITTED, _PARTIAL)]
+                q_before, r_before = self.q[:], self.r[:]  # fills split realised P&L from here
         if self.next_open:
             fills.extend(self._execute(market, session))
         self._mark(close, session)
@@ -341,7 +363,7 @@ class _ColumnarBook:
             self._mark(close, session)
 
         realized = self._realized_by_fill(fills, q_before, r_before)
-        self._record(session, stamp, decision_id, orders, carried, fills, realized, close, held_before)
+        self._record(session, stamp, decision_id, orders, carried, fills, realized, close, held_before, applied)
 
         # the account after the session, and its equity row
         cash = self.cash
@@ -384,6 +406,37 @@ class _ColumnarBook:
         if self.as_of is not None and self.month < (self.as_of.year, self.as_of.month):
             return 0.0
         return self.month_shares
+
+    # ------------------------------------------------------------ corporate actions (CorporateActionBook)
+
+    def holding(self, instrument_id: InstrumentId) -> tuple[float, float, float, float]:
+        k = self.pos.get(str(instrument_id))
+        if k is None:  # outside the index: never held here (columnar_supported)
+            return 0.0, 0.0, 0.0, math.nan
+        return self.q[k], self.c[k], self.r[k], self.lp[k]
+
+    def set_holding(self, instrument_id: InstrumentId, change: HoldingChange) -> None:
+        k = self.pos[str(instrument_id)]
+        self.q[k], self.c[k], self.r[k], self.lp[k] = (change.quantity, change.average_cost, change.realized_pnl,
+                                                       change.last_price)
+        self.cash += change.cash
+        self.in_book[k] = None
+        if change.quantity != 0.0:
+            self.held[k] = None
+        else:
+            self.held.pop(k, None)
+
+    def working_orders(self, instrument_id: InstrumentId) -> list[tuple]:
+        k = self.pos.get(str(instrument_id))
+        return [(w, w.quantity, w.filled, w.average, None, None) for w in self.working if w.k == k]
+
+    @staticmethod
+    def set_order(handle: _Working, change: OrderChange) -> None:
+        if change.cancel_reason is not None:
+            handle.status, handle.reason = _CANCELLED, change.cancel_reason
+        else:
+            handle.quantity, handle.filled, handle.average = (change.quantity, change.filled_quantity,
+                                                              change.average_fill_price)
 
     # ------------------------------------------------------------ fills (MarketSimulator.execute's rules)
 
@@ -534,11 +587,15 @@ class _ColumnarBook:
     # ------------------------------------------------------------ rows
 
     def _record(self, session: date, stamp: datetime, decision_id: str, orders: list, carried: list[_Working],
-                fills: list[tuple], realized: list, close: list[float], held_before: list[int]) -> None:
+                fills: list[tuple], realized: list, close: list[float], held_before: list[int],
+                applied: list[AppliedAction]) -> None:
         ids, rows = self.ids, self.rows
         self.recorded.append((session, stamp, decision_id))
         o_id, o_iid, o_side, o_qty, o_status, o_meta = rows["orders"].appenders()
         a_id, a_dec, a_iid, a_type, a_qty, a_px, a_notional, a_meta = rows["executed_actions"].appenders()
+        for ca in applied:  # corporate actions first: they applied before anything else of the session
+            a_id(ca.action_id(self.run_id, self.portfolio)), a_dec(decision_id), a_iid(str(ca.action.instrument_id))
+            a_type(ca.action_type), a_qty(ca.quantity), a_px(ca.price), a_notional(ca.notional), a_meta(ca.metadata)
         f_id, f_order, f_iid, f_side, f_qty, f_px, f_fee, f_bps, f_meta = rows["fills"].appenders()
         t_id, t_iid, t_side, t_qty, t_px, t_fee, t_pnl = rows["backtest_trades"].appenders()
         for w, rejected in orders:

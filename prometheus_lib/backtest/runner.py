@@ -25,6 +25,12 @@ from prometheus_lib.config.models import PortfolioConfig, StrategyConfig
 from prometheus_lib.errors import DataValidationError
 from prometheus_lib.execution.api import ExecutionRecords, apply_execution_plan
 from prometheus_lib.execution.backtest_broker import BacktestBroker
+from prometheus_lib.execution.corporate_actions import (
+    CORPORATE_ACTION_COLUMNS,
+    CorporateAction,
+    corporate_actions_from_frame,
+    tradable_targets,
+)
 from prometheus_lib.execution.domain import (
     Fill,
     FillId,
@@ -60,16 +66,25 @@ PANEL_COLUMNS = {
 }
 # ... and only the rows it reads: exposures and betas of the style factors (not the sector ones).
 PANEL_SCOPES = {"instrument_factors_daily": {"factor_id": STYLE_FACTORS}}
+# Splits, dividends and delistings, applied to the book on their ex-date (execution/corporate_actions.py).
+CORPORATE_ACTIONS = "corporate_actions"
 
 
 @dataclass
 class BacktestData:
-    """Everything a backtest reads, loaded once, served point-in-time by ``tm``."""
+    """Everything a backtest reads, loaded once, served point-in-time by ``tm``.
+
+    ``has_corporate_actions`` says whether table ``corporate_actions`` has rows: without any (a
+    file or yfinance source) the engines skip the corporate-action steps altogether.
+    """
 
     tm: TimeMachine
     index: InstrumentIndex
     sectors: dict[str, str | None]
     lot_sizes: dict[InstrumentId, int]
+    has_corporate_actions: bool = False
+    # delisted instruments known at the current session, keyed by how many action rows are known
+    _delisted: tuple[int, frozenset[str]] = field(default=(0, frozenset()), repr=False)
 
     @classmethod
     def from_frames(
@@ -78,18 +93,33 @@ class BacktestData:
         frames: Mapping[str, pl.DataFrame],
         instruments: pl.DataFrame,
     ) -> BacktestData:
-        """Build from in-memory frames of the panel tables and the ``instruments`` reference."""
+        """Build from in-memory frames of the panel tables and the ``instruments`` reference.
+
+        ``frames["corporate_actions"]`` (rows of that table, optional) is validated here and
+        served like the panels: an action is known from its ex-date session on.
+
+        Raises
+        ------
+        DataValidationError
+            If a panel table is missing or a corporate action is not valid (named by its id).
+        """
         tm = TimeMachine(sessions)
         for name in PANEL_TABLES:
             if name not in frames:
                 raise DataValidationError(f"backtest data is missing table {name!r}; need {PANEL_TABLES}")
             tm.register(name, frames[name])
+        actions = frames.get(CORPORATE_ACTIONS)
+        if actions is None:
+            actions = pl.DataFrame(schema={c: get_table(CORPORATE_ACTIONS).polars_schema[c]
+                                           for c in CORPORATE_ACTION_COLUMNS})
+        corporate_actions_from_frame(actions)  # validated once, at load
+        tm.register(CORPORATE_ACTIONS, actions.select(CORPORATE_ACTION_COLUMNS))
         ids = sorted(frames["prices_daily"]["instrument_id"].unique().to_list())
         index = InstrumentIndex.of(ids)
         ref = {r["instrument_id"]: r for r in instruments.iter_rows(named=True)}
         sectors = {i: (ref.get(i) or {}).get("sector") for i in ids}
         lots = {InstrumentId(i): int((ref.get(i) or {}).get("lot_size") or 1) for i in ids}
-        return cls(tm, index, sectors, lots)
+        return cls(tm, index, sectors, lots, has_corporate_actions=not actions.is_empty())
 
     @classmethod
     def load(
@@ -111,8 +141,30 @@ class BacktestData:
             raise DataValidationError(
                 f"no prices_daily rows for market {market_id} between {start} and {end}: ingest them first"
             )
+        # the market's corporate actions whose ex-date is in the range, served point-in-time as the prices are
+        frames[CORPORATE_ACTIONS] = warehouse.read_table(
+            CORPORATE_ACTIONS, start=start, end=end, scope={"market_id": market_id},
+            columns=CORPORATE_ACTION_COLUMNS, order_by=("session_date", "action_id"),
+        )
         instruments = warehouse.read_table("instruments", scope={"market_id": market_id})
         return cls.from_frames(sessions, frames, instruments)
+
+    def corporate_actions(self) -> tuple[CorporateAction, ...]:
+        """The corporate actions whose ex-date is the TimeMachine's current session, in the order they apply."""
+        if not self.has_corporate_actions:
+            return ()
+        today = self.tm.read(CORPORATE_ACTIONS, start=self.tm.current)
+        return corporate_actions_from_frame(today) if not today.is_empty() else ()
+
+    def delisted(self) -> frozenset[str]:
+        """The instruments delisted at or before the TimeMachine's current session (not tradable)."""
+        if not self.has_corporate_actions:
+            return frozenset()
+        known = self.tm.read(CORPORATE_ACTIONS)
+        if known.height != self._delisted[0]:  # the rows known changed: the session moved
+            gone = known.filter(pl.col("action_type") == "DELISTING")["instrument_id"].to_list()
+            self._delisted = (known.height, frozenset(gone))
+        return self._delisted[1]
 
     def snapshot(self) -> MarketSnapshot:
         """The market snapshot of the TimeMachine's current session."""
@@ -431,9 +483,13 @@ def run_execution(
         data.tm.advance_to(session)
         market = data.snapshot()
         decision_id = f"{run_id}:{config.strategy_id}:{session.isoformat()}"
+        weights, actions = targets.get(session, {}), ()
+        if data.has_corporate_actions:
+            weights, actions = tradable_targets(weights, data.delisted()), data.corporate_actions()
         result = apply_execution_plan(
-            broker=broker, planner=planner, market=market, target_weights=targets.get(session, {}),
+            broker=broker, planner=planner, market=market, target_weights=weights,
             run_id=run_id, decision_id=decision_id, lot_sizes=data.lot_sizes, records=records,
+            corporate_actions=actions,
         )
         for f, pnl in zip(result.fills, result.realized_by_fill):
             trades.append({

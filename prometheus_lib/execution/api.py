@@ -3,7 +3,8 @@
 One call per session and book. In BACKTEST mode the broker fills synchronously: with fills at
 the close, the plan is made on the session's closes and filled at them; with fills at the next
 open, the session first fills the orders planned on the previous close at today's open, then
-plans on today's close. The function returns the records of everything that happened, in the
+plans on today's close. The session's corporate actions, if given, apply to the book before
+either (``prometheus_lib.execution.corporate_actions``). The function returns the records of everything that happened, in the
 row shapes of ``orders``, ``fills``, ``positions_snapshots`` and ``executed_actions`` (all with
 ``mode`` and ``run_id``); the caller writes them.
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 
+from prometheus_lib.errors import ExecutionError
 from prometheus_lib.execution.backtest_broker import BacktestBroker
 from prometheus_lib.execution.broker import BrokerInterface
+from prometheus_lib.execution.corporate_actions import CorporateAction
 from prometheus_lib.execution.domain import AccountState, ExecutionMode, Fill, InstrumentId, Order, Position
 from prometheus_lib.execution.market import MarketSnapshot
 from prometheus_lib.execution.planner import OrderPlan, OrderPlanner
@@ -60,6 +63,7 @@ def apply_execution_plan(
     decision_id: str | None = None,
     lot_sizes: Mapping[InstrumentId, int] | None = None,
     records: ExecutionRecords | None = None,
+    corporate_actions: Sequence[CorporateAction] = (),
 ) -> SessionExecution:
     """Plan, submit and (in BACKTEST mode) fill one session's orders; append their records.
 
@@ -81,6 +85,17 @@ def apply_execution_plan(
         Lot size per instrument (default: the planner's config).
     records
         Where rows are appended (a new ``ExecutionRecords`` when None).
+    corporate_actions
+        The corporate actions whose ex-date is the session, applied to a ``BacktestBroker``'s
+        book before anything fills (``BacktestBroker.apply_corporate_actions``), each that
+        touched the book recorded in ``executed_actions`` first. Targets should already leave
+        out delisted instruments (``corporate_actions.tradable_targets``).
+
+    Raises
+    ------
+    ExecutionError
+        If corporate actions are given for a broker that is not a ``BacktestBroker`` (a PAPER or
+        LIVE broker applies them itself).
     """
     session = market.session_date
     mode = broker.mode
@@ -93,6 +108,23 @@ def apply_execution_plan(
 
     before = dict(broker.state().positions) if backtest else {}
     carried = broker.open_orders()  # working since an earlier session: a cancel this session is recorded too
+    before_fills = before
+    if corporate_actions:
+        if not backtest:
+            raise ExecutionError(
+                f"corporate actions are applied by a BacktestBroker's book; {type(broker).__name__} of "
+                f"portfolio {portfolio} applies its own"
+            )
+        for applied in broker.apply_corporate_actions(corporate_actions):
+            records.executed_actions.append({
+                "action_id": applied.action_id(run_id, portfolio), "decision_id": decision_id, "session_date": session,
+                "portfolio_id": portfolio, "instrument_id": str(applied.action.instrument_id),
+                "action_type": applied.action_type, "quantity": applied.quantity, "price": applied.price,
+                "notional": applied.notional, "mode": mode.value, "run_id": run_id, "created_at": stamp,
+                "metadata": applied.metadata,
+            })
+        # fills split realised P&L from here: a split's cash in lieu is not a fill's
+        before_fills = dict(broker.state().positions)
     if next_open:
         fills.extend(broker.process_fills(market))
     elif backtest:
@@ -121,7 +153,7 @@ def apply_execution_plan(
         fills.extend(broker.process_fills(market))
     account = broker.account_state()
 
-    realized = _realized_by_fill(fills, before, broker.state().positions) if backtest else []
+    realized = _realized_by_fill(fills, before_fills, broker.state().positions) if backtest else []
 
     final_orders = [broker.order(o.order_id) for o in submitted]
     for o in final_orders:

@@ -15,13 +15,22 @@ with ``state``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 from typing import NamedTuple
 
 from prometheus_lib.config.models import ExecutionConfig
 from prometheus_lib.errors import ExecutionError, IllegalOrderTransition, UnknownOrderError
 from prometheus_lib.execution.broker import BrokerInterface
+from prometheus_lib.execution.corporate_actions import (
+    AppliedAction,
+    CorporateAction,
+    HoldingChange,
+    OrderChange,
+    apply_corporate_actions,
+    check_action_sessions,
+)
 from prometheus_lib.execution.domain import (
     AccountState,
     ExecutionMode,
@@ -275,6 +284,28 @@ class BacktestBroker(BrokerInterface):
         self._simulator.mark(market)
         return list(result.fills)
 
+    def apply_corporate_actions(self, actions: Sequence[CorporateAction]) -> list[AppliedAction]:
+        """Apply one session's corporate actions to the book, before that session's fills.
+
+        Splits restate positions and working orders (limit and stop prices too), dividends credit
+        cash, delistings close positions at the delisting price and cancel working orders; the
+        rules are ``prometheus_lib.execution.corporate_actions``'s, shared with the columnar
+        backtest engine.
+
+        Returns
+        -------
+        list[AppliedAction]
+            One per action that found a position or a working order, in the order applied.
+
+        Raises
+        ------
+        ExecutionError
+            If an action's session is not after the last session processed or marked (it would
+            apply to a book that already traded through its ex-date).
+        """
+        check_action_sessions(actions, self.as_of, self.portfolio_id)
+        return apply_corporate_actions(actions, _ActionBook(self))
+
     def mark(self, market: MarketSnapshot) -> AccountState:
         """Mark the book to ``market``'s closes without trading (e.g. to plan at the close)."""
         return self._simulator.mark(market)
@@ -327,3 +358,32 @@ class BacktestBroker(BrokerInterface):
     def commission_paid(self) -> float:
         """Commission charged since this broker was built."""
         return self._simulator.commission_paid
+
+
+class _ActionBook:
+    """``BacktestBroker``'s book as ``apply_corporate_actions`` sees it (``CorporateActionBook``)."""
+
+    def __init__(self, broker: BacktestBroker) -> None:
+        self._broker = broker
+
+    def holding(self, instrument_id: InstrumentId) -> tuple[float, float, float, float]:
+        return self._broker._simulator.holding(instrument_id)
+
+    def set_holding(self, instrument_id: InstrumentId, change: HoldingChange) -> None:
+        self._broker._simulator.restate_holding(instrument_id, change)
+
+    def working_orders(self, instrument_id: InstrumentId) -> list[tuple]:
+        return [(o.order_id, o.quantity, o.filled_quantity, o.average_fill_price, o.limit_price, o.stop_price)
+                for o in self._broker.open_orders() if o.instrument_id == instrument_id]
+
+    def set_order(self, handle: Hashable, change: OrderChange) -> None:
+        broker = self._broker
+        order = broker.order(handle)
+        if change.cancel_reason is not None:
+            broker.cancel(order.order_id, change.cancel_reason)
+            return
+        restated = replace(order, quantity=change.quantity, filled_quantity=change.filled_quantity,
+                           average_fill_price=change.average_fill_price, limit_price=change.limit_price,
+                           stop_price=change.stop_price)
+        broker._orders[order.order_id] = restated
+        broker._working[order.order_id] = restated

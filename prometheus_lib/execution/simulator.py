@@ -54,6 +54,7 @@ import numpy as np
 
 from prometheus_lib.config.models import ExecutionConfig
 from prometheus_lib.errors import ExecutionError, IllegalOrderTransition, InvalidValueError
+from prometheus_lib.execution.corporate_actions import HoldingChange
 from prometheus_lib.execution.costs import build_commission_model, build_slippage_model
 from prometheus_lib.execution.domain import (
     AccountState,
@@ -239,6 +240,30 @@ class MarketSimulator:
         """Return the last known close (or fill reference price) per instrument."""
         return dict(self._last_price)
 
+    def holding(self, instrument_id: InstrumentId) -> tuple[float, float, float, float]:
+        """Return ``(quantity, average_cost, realized_pnl, last_price)`` of an instrument (zeros and NaN
+        for one never held or priced): what a corporate action reads."""
+        p = self._positions.get(instrument_id)
+        q, c, r = (p.quantity, p.average_cost, p.realized_pnl) if p is not None else (0.0, 0.0, 0.0)
+        return q, c, r, self._last_price.get(instrument_id, math.nan)
+
+    def restate_holding(self, instrument_id: InstrumentId, change: HoldingChange) -> None:
+        """Replace a holding and credit cash outside a fill: a corporate action applied to the book
+        (see ``prometheus_lib.execution.corporate_actions``).
+
+        Raises
+        ------
+        InvalidValueError
+            If a value of ``change`` is NaN, infinite or out of range.
+        """
+        position = Position(instrument_id, change.quantity, change.average_cost, change.realized_pnl)
+        cash = finite(self._cash + change.cash, f"cash after the corporate action on {instrument_id}")
+        self._positions[instrument_id] = position
+        self._cash = cash
+        if math.isfinite(change.last_price):
+            self._last_price[instrument_id] = positive(change.last_price, f"last_prices[{instrument_id}]")
+        self._account = None
+
     # ------------------------------------------------------------ marking
 
     def mark(self, market: MarketSnapshot) -> AccountState:
@@ -247,7 +272,8 @@ class MarketSimulator:
         An instrument without a finite positive close keeps its last known close (its average
         cost if none was ever seen). ``realized_pnl`` is price P&L of closed quantity summed over
         every position, flat ones included; commissions are in ``cash``, not in P&L, so
-        ``equity = initial cash + realized + unrealized - commissions``.
+        ``equity = initial cash + realized + unrealized - commissions`` (+ dividends received,
+        which are cash too: see ``restate_holding``).
 
         Raises
         ------
