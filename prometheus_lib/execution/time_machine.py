@@ -26,6 +26,7 @@ import polars as pl
 
 from prometheus_lib.errors import CalendarError, LookAheadError, NotSessionError
 from prometheus_lib.execution.market import InstrumentIndex
+from prometheus_lib.storage.catalog import TRUTH_SCHEMA
 
 if TYPE_CHECKING:
     from prometheus_lib.storage.warehouse import Warehouse
@@ -104,7 +105,19 @@ class TimeMachine:
     # ------------------------------------------------------------ loading
 
     def register(self, name: str, frame: pl.DataFrame, date_column: str = "session_date") -> None:
-        """Make ``frame`` readable as table ``name``, cut by ``date_column``."""
+        """Make ``frame`` readable as table ``name``, cut by ``date_column``.
+
+        Raises
+        ------
+        PermissionError
+            If ``frame`` is the synthetic market's ground truth (it carries the marker column)
+            or ``name`` names it: no engine may read what the generator planted.
+        """
+        if TRUTH_SCHEMA in frame.columns or name.split(".")[0] == TRUTH_SCHEMA:
+            raise PermissionError(
+                f"table {name!r} is the synthetic market's ground truth: engines may not read it "
+                "(it is for tests and benches, through prometheus_lib.data.synthetic.read_truth)"
+            )
         if date_column not in frame.columns:
             raise KeyError(f"table {name!r} has no date column {date_column!r}; columns: {frame.columns}")
         if not frame[date_column].is_sorted():

@@ -34,9 +34,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from prometheus_lib.storage.catalog import TRUTH_SCHEMA
+
 __all__ = ["SESSION_KINDS", "TRUTH_MARKER", "TruthViews", "read_truth", "record_truth"]
 
-TRUTH_MARKER = "synthetic_truth"
+TRUTH_MARKER = TRUTH_SCHEMA  # the marker column every truth frame carries
 SESSION_KINDS = ("regimes", "factor_returns", "signals", "news_sentiment")
 STATIC_KINDS = ("exposures", "fragility_events", "oracle_ics")
 IC_HORIZON = 21

@@ -322,6 +322,22 @@ def test_truth_frames_are_marked_and_refused_by_the_warehouse(decade, tmp_path: 
             wh.read_table("synthetic_truth.regimes")
 
 
+def test_time_machine_refuses_truth_frames_and_names(decade) -> None:
+    # Arrange
+    from prometheus_lib.execution.time_machine import TimeMachine
+
+    market, sessions, prices = decade
+    tm = TimeMachine(sessions[:10])
+
+    # Act / Assert
+    for frame in (market.true_regimes(sessions[:10]), market.true_signals(sessions[:10])):
+        with pytest.raises(PermissionError, match="ground truth"):
+            tm.register("anything", frame)
+    with pytest.raises(PermissionError, match="ground truth"):
+        tm.register("synthetic_truth.signals", prices.head(5))
+    tm.register("prices_daily", prices.filter(pl.col("session_date") <= sessions[9]))  # data, not truth
+
+
 def test_record_truth_writes_parquet_idempotently_and_reads_back(decade, tmp_path: Path) -> None:
     # Arrange
     market, sessions, _ = decade
