@@ -144,7 +144,8 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
 
     @dg.asset(
         key=book_key,
-        deps=[decisions_key, market.key(HISTORICAL, "prices_daily"), market.key(HISTORICAL, "volatility_daily")],
+        deps=[decisions_key, market.key(HISTORICAL, "prices_daily"), market.key(HISTORICAL, "volatility_daily"),
+              market.key(HISTORICAL, "corporate_actions")],
         metadata={"prometheus/tables": list(BOOK_TABLES), "strategy_id": strategy.strategy_id},
         description=f"{strategy.strategy_id}: the book executed session by session (orders, fills, positions, equity).",
         **common,
