@@ -9,12 +9,14 @@ session). A test that plants a bad row puts the row back before it ends.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+import polars as pl
 import pytest
 from panel_data import CALENDAR, MARKET_ID, PANELS, fill_market, synthetic_frames
 from sharing import backend_params, new_location
@@ -31,7 +33,6 @@ START, END = date(2024, 1, 2), date(2024, 3, 28)
 SESSIONS = CALENDAR.sessions(START, END)
 EARLIER = SESSIONS[len(SESSIONS) // 2]  # a session well before the last one
 N_INSTRUMENTS = 6
-INSTRUMENT = "SYN0001"
 HIGH_AT_LEAST_LOW = "stg_market__prices_daily_high_at_least_low"
 LOG_MATCHES_SIMPLE = "returns_daily_log_matches_simple"
 
@@ -59,15 +60,22 @@ def _build(built: Built, start: date, end: date) -> DbtRun:
     return run_dbt(panel_build_args(), built.target, built.work, panel_env(start, end, MARKET_ID))
 
 
+@functools.cache
+def _instrument() -> str:
+    """The instrument planted on: the first (by id) priced on EARLIER and END (any may be delisted)."""
+    prices = synthetic_frames(N_INSTRUMENTS, START, END)["prices_daily"].filter(pl.col("session_date").is_in([EARLIER, END]))
+    return sorted(prices.group_by("instrument_id").len().filter(pl.col("len") == 2)["instrument_id"])[0]
+
+
 @contextmanager
 def _planted(built: Built, table: str, column: str, bad: str, session: date) -> Iterator[None]:
-    """``column`` of INSTRUMENT's row of ``session`` in ``table`` set to the SQL ``bad``, put back on exit."""
+    """``column`` of _instrument()'s row of ``session`` in ``table`` set to the SQL ``bad``, put back on exit."""
     where = "where session_date = {p} and instrument_id = {p}"
     with open_warehouse(**built.location, migrate=False) as wh:
         p = wh.placeholder
-        key = [session, INSTRUMENT]
+        key = [session, _instrument()]
         row = wh.query(f"select {column} from historical.{table} " + where.format(p=p), key)
-        assert row.height == 1 and row[column][0] is not None, f"no {column} of {INSTRUMENT} on {session}"
+        assert row.height == 1 and row[column][0] is not None, f"no {column} of {key[1]} on {session}"
         wh.execute(f"update historical.{table} set {column} = {bad} " + where.format(p=p), key)
     try:
         yield

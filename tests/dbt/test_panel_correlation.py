@@ -78,9 +78,13 @@ class Market:
 
 @functools.cache
 def _market() -> Market:
-    """Log returns of the prices frame: ln(close_t / close_t-1) over consecutive sessions."""
+    """Log total returns of the prices frame: ln(adjusted_t / adjusted_t-1) over consecutive sessions.
+
+    adjusted is adjusted_close, or close where it is null (no corporate action).
+    """
     frames = _frames()
-    closes = frames["prices_daily"].pivot(on="instrument_id", index="session_date", values="close").sort("session_date")
+    adjusted = frames["prices_daily"].with_columns(adjusted=pl.col("adjusted_close").fill_null(pl.col("close")))
+    closes = adjusted.pivot(on="instrument_id", index="session_date", values="adjusted").sort("session_date")
     instruments = sorted(c for c in closes.columns if c != "session_date")
     close = closes.select(instruments).to_numpy().astype(float)
     returns = np.full_like(close, np.nan)
@@ -92,7 +96,8 @@ def _market() -> Market:
         instruments=instruments,
         returns=returns,
         sectors=dict(zip(reference["instrument_id"], reference["sector"], strict=True)),
-        universe=sorted(universe["instrument_id"]),
+        # the model ranks every reference instrument; one without a price in the range has no pair
+        universe=sorted(set(universe["instrument_id"]) & set(instruments)),
     )
 
 
@@ -223,7 +228,9 @@ def test_market_average_on_balanced_window_equals_sigma_weighted_mean_of_pairwis
         # Assert
         assert abs(actual - weighted_mean) < TOLERANCE, (market.sessions[t], actual, weighted_mean)
         checked += 1
-    assert checked >= 10, f"only {checked} balanced windows"
+    # Delistings and the listings that replace them (besides the planted IPOs) leave fewer fully
+    # balanced windows than a fixed universe did; each one checked is an exact comparison.
+    assert checked >= 5, f"only {checked} balanced windows"
 
 
 def test_rerun_of_a_window_with_entries_and_suspension_reproduces_the_full_build(built: Built) -> None:

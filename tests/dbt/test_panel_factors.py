@@ -63,7 +63,12 @@ def _frames() -> dict[str, pl.DataFrame]:
     return {
         **frames,
         "instruments": instruments,
-        "prices_daily": prices.join(dropped, on=["instrument_id", "session_date"], how="anti"),
+        # SYN0030 has no count on its price rows either (those would win over the reference's)
+        "prices_daily": prices.join(dropped, on=["instrument_id", "session_date"], how="anti").with_columns(
+            shares_outstanding=pl.when(pl.col("instrument_id") == "SYN0030")
+            .then(None)
+            .otherwise(pl.col("shares_outstanding")),
+        ),
     }
 
 
@@ -86,27 +91,36 @@ def _sector_factor_id(sector: str) -> str:
 @functools.cache
 def _reference() -> dict[str, pl.DataFrame]:
     frames = _frames()
-    prices = frames["prices_daily"].filter(pl.col("session_date") <= END)
+    prices = frames["prices_daily"].filter(pl.col("session_date") <= END).with_columns(
+        adjusted_close=pl.col("adjusted_close").fill_null(pl.col("close"))
+    )
     sessions = prices["session_date"].unique().sort().to_list()
     ids = sorted(prices["instrument_id"].unique().to_list())
-    wide = (
-        pl.DataFrame({"session_date": sessions})
-        .join(prices.pivot(on="instrument_id", index="session_date", values="close"), on="session_date", how="left")
-        .sort("session_date")
-    )
-    close = np.column_stack([wide[i].cast(pl.Float64).fill_null(np.nan).to_numpy() for i in ids])
+
+    def dense(column: str) -> np.ndarray:
+        wide = (
+            pl.DataFrame({"session_date": sessions})
+            .join(prices.pivot(on="instrument_id", index="session_date", values=column), on="session_date", how="left")
+            .sort("session_date")
+        )
+        return np.column_stack([wide[i].cast(pl.Float64).fill_null(np.nan).to_numpy() for i in ids])
+
+    # raw close (market cap), adjusted close (returns, momentum), shares on the price rows
+    close, adjusted, row_shares = dense("close"), dense("adjusted_close"), dense("shares_outstanding")
     reference = {r["instrument_id"]: r for r in frames["instruments"].to_dicts()}
     shares = np.array([reference[i]["shares_outstanding"] or np.nan for i in ids], dtype=float)
+    shares = np.where(np.isfinite(row_shares), row_shares, shares)  # the row's count, else the reference's
     sectors = [reference[i]["sector"] for i in ids]
     n_sessions, n_ids = close.shape
 
     ret = np.full(close.shape, np.nan)
-    ret[1:] = close[1:] / close[:-1] - 1
+    ret[1:] = adjusted[1:] / adjusted[:-1] - 1
     log_ret = np.full(close.shape, np.nan)
-    log_ret[1:] = np.log(close[1:] / close[:-1])
-    cap = np.where(shares > 0, shares * close, np.nan)
+    log_ret[1:] = np.log(adjusted[1:] / adjusted[:-1])
+    with np.errstate(invalid="ignore"):
+        cap = np.where(shares > 0, shares * close, np.nan)
     momentum = np.full(close.shape, np.nan)
-    momentum[MOM_LOOKBACK:] = close[MOM_LOOKBACK - MOM_SKIP:-MOM_SKIP] / close[:-MOM_LOOKBACK] - 1
+    momentum[MOM_LOOKBACK:] = adjusted[MOM_LOOKBACK - MOM_SKIP:-MOM_SKIP] / adjusted[:-MOM_LOOKBACK] - 1
     momentum[~np.isfinite(close)] = np.nan  # a characteristic of session S lives on the row of S
     volatility = np.full(close.shape, np.nan)
     windows = sliding_window_view(log_ret, VOL_SESSIONS, axis=0)  # (sessions - 62, ids, 63)

@@ -6,6 +6,9 @@ The prices are perturbed first so that every null path is exercised: trading gap
 missing for one instrument), a missing high and a missing open, and a block of inconsistent bars
 (high = low = open) that drives the Garman-Klass mean negative. The reference below is computed
 from that prices frame in numpy only (dense session x instrument matrices), never from the SQL.
+Returns are ratios of adjusted closes (total returns; for the overnight return the open times
+its session's factor adjusted_close / close), the range estimators ratios of one session's raw
+prices (tests/dbt/test_panel_corporate_actions.py plants splits and a dividend).
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ def _perturbed_prices() -> pl.DataFrame:
     ).sort("session_date", "instrument_id")
 
 
+def _with_adjusted(prices: pl.DataFrame) -> pl.DataFrame:
+    """adjusted_close where the source gives none is close (no corporate action)."""
+    return prices.with_columns(adjusted_close=pl.col("adjusted_close").fill_null(pl.col("close")))
+
+
 def _dense(prices: pl.DataFrame, column: str, sessions: list[date], instruments: list[str]) -> np.ndarray:
     """A session x instrument matrix of ``column``, NaN where there is no row or no value."""
     wide = (
@@ -121,16 +129,17 @@ def _reference(prices: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     sessions = prices["session_date"].unique().sort().to_list()
     instruments = prices["instrument_id"].unique().sort().to_list()
     o, h, l, c = (_dense(prices, f, sessions, instruments) for f in ("open", "high", "low", "close"))
+    a = _dense(_with_adjusted(prices), "adjusted_close", sessions, instruments)
     present = np.isfinite(c)
-    previous_close = np.vstack([np.full((1, c.shape[1]), np.nan), c[:-1]])
+    previous = np.vstack([np.full((1, a.shape[1]), np.nan), a[:-1]])  # the previous session's adjusted close
     with np.errstate(invalid="ignore"):
-        r = np.log(c / previous_close)
+        r = np.log(a / previous)
         log_hl, log_co = np.log(h / l), np.log(c / o)
     gk_mean = _full_window(0.5 * log_hl**2 - (2 * math.log(2) - 1) * log_co**2, 21, lambda w: w.mean(axis=-1))
     columns = {
-        "return_simple": c / previous_close - 1,
+        "return_simple": a / previous - 1,
         "return_log": r,
-        "return_overnight": o / previous_close - 1,
+        "return_overnight": o * (a / c) / previous - 1,
         "return_intraday": c / o - 1,
         "vol_21d": _full_window(r, 21, lambda w: w.std(axis=-1, ddof=1)) * math.sqrt(ANNUAL),
         "vol_63d": _full_window(r, 63, lambda w: w.std(axis=-1, ddof=1)) * math.sqrt(ANNUAL),
@@ -252,9 +261,10 @@ def test_build_with_ipo_instruments_first_sessions_are_null(panels: dict[str, pl
     # Assert
     assert len(ipos) >= 2
     first_rows = returns.filter(pl.col("session_date") == pl.col("first_session"))
-    assert first_rows.height == N_INSTRUMENTS
-    assert first_rows["return_simple"].null_count() == N_INSTRUMENTS
-    assert first_rows["return_log"].null_count() == N_INSTRUMENTS
+    n_listed = first.height  # N_INSTRUMENTS and any that replace delisted ones
+    assert first_rows.height == n_listed
+    assert first_rows["return_simple"].null_count() == n_listed
+    assert first_rows["return_log"].null_count() == n_listed
     ipo_vols = vols.filter(pl.col("instrument_id").is_in(ipos))
     # An IPO's first return is on its 2nd session: 21 returns first on its 22nd (n = 21).
     assert ipo_vols.filter(pl.col("n") <= 20)["vol_21d"].null_count() == ipo_vols.filter(pl.col("n") <= 20).height
@@ -269,7 +279,7 @@ def test_vol_ewma_with_window_sum_identity_matches_recursive_ewma(panels: dict[s
     prices = panels["prices"]
     sessions = prices["session_date"].unique().sort().to_list()
     instruments = prices["instrument_id"].unique().sort().to_list()
-    close = _dense(prices, "close", sessions, instruments)
+    close = _dense(_with_adjusted(prices), "adjusted_close", sessions, instruments)
     r = np.log(close / np.vstack([np.full((1, close.shape[1]), np.nan), close[:-1]]))
     recursive = np.where(np.isfinite(close), _ewma_recursive(r), np.nan)  # rows that exist
 

@@ -141,7 +141,8 @@ def test_rebuild_with_prices_changed_after_t_leaves_earlier_rows_and_other_marke
     # Act: every price after T changes (and one instrument vanishes after T), then a full rebuild
         wh.execute(
             "UPDATE historical.prices_daily SET open = open * 1.7, high = high * 1.9, low = low * 1.6, "
-            f"close = close * 1.8, volume = volume * 3 WHERE session_date > {wh.placeholder}", [t]
+            "close = close * 1.8, adjusted_close = adjusted_close * 1.8, volume = volume * 3, "
+            f"shares_outstanding = shares_outstanding * 2 WHERE session_date > {wh.placeholder}", [t]
         )
         victim = frames["instruments"]["instrument_id"][0]
         wh.execute(f"DELETE FROM historical.prices_daily WHERE session_date > {wh.placeholder} AND instrument_id = {wh.placeholder}",

@@ -3,8 +3,13 @@
     characteristic_frames, characteristics) for a model that defines the CTEs prices,
     daily_returns, instruments, sessions and bounds. Characteristics at a session S (an
     instrument's row at S):
-      market_cap       shares_outstanding * close at S (null unless shares_outstanding > 0)
-      momentum_12_1    close at S-21 / close at S-252 - 1 (null unless both closes exist)
+      market_cap       shares outstanding at S * raw close at S: the shares of the price row
+                       of S (after S's splits), else the instrument's reference count (null
+                       unless that count > 0). Raw shares times the raw traded price, so a split
+                       leaves it continuous.
+      momentum_12_1    adjusted close at S-21 / adjusted close at S-252 - 1 (null unless both
+                       exist): a ratio of two sessions' prices, so total-return adjusted, never
+                       raw (a split inside the 12 months is no momentum)
       volatility_63    sample stddev of return_log over sessions S-62..S, all 63 present (not
                        annualised: only its ordering and z-score are used)
     A frame of sessions "S-k .. S-k" holds the instrument's row of session S-k, or nothing (null)
@@ -23,13 +28,13 @@ panel_rows as (
         prices.instrument_id,
         prices.session_date,
         sessions.session_idx,
-        prices.close,
+        prices.adjusted_close,
         daily_returns.return_simple,
         daily_returns.return_log,
         instruments.sector,
         case
-            when instruments.shares_outstanding > 0
-                then instruments.shares_outstanding * prices.close
+            when coalesce(prices.shares_outstanding, instruments.shares_outstanding) > 0
+                then coalesce(prices.shares_outstanding, instruments.shares_outstanding) * prices.close
         end as market_cap
 
     from prices
@@ -43,7 +48,7 @@ panel_rows as (
 
 ),
 
--- Closes 21 and 252 sessions before S and the 63-session return count and stddev at S.
+-- Adjusted closes 21 and 252 sessions before S and the 63-session return count and stddev at S.
 characteristic_frames as (
 
     {{ rolling_aggregates(
@@ -51,8 +56,8 @@ characteristic_frames as (
         ["instrument_id"],
         ["instrument_id", "session_date", "session_idx", "return_simple", "sector", "market_cap"],
         [
-            ["close_21_ago", "max", ["close"], 21, 21],
-            ["close_252_ago", "max", ["close"], 252, 252],
+            ["adjusted_close_21_ago", "max", ["adjusted_close"], 21, 21],
+            ["adjusted_close_252_ago", "max", ["adjusted_close"], 252, 252],
             ["n_returns_63", "count", ["return_log"], 62, 0],
             ["stddev_63", "stddev_samp", ["return_log"], 62, 0],
         ],
@@ -71,7 +76,7 @@ characteristics as (
         return_simple,
         sector,
         market_cap,
-        {{ safe_divide("close_21_ago", "close_252_ago") }} - 1 as momentum_12_1,
+        {{ safe_divide("adjusted_close_21_ago", "adjusted_close_252_ago") }} - 1 as momentum_12_1,
         case when n_returns_63 = 63 then stddev_63 end as volatility_63
 
     from characteristic_frames

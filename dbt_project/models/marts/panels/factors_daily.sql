@@ -9,12 +9,14 @@
 -- instrument. A long/short factor is emitted only when both of its legs are non-empty.
 --
 -- Characteristics (market_cap, momentum_12_1, volatility_63) come from the macro
--- instrument_characteristics_ctes(), shared with instrument_factors_daily.
+-- instrument_characteristics_ctes(), shared with instrument_factors_daily: market cap is the
+-- session's shares outstanding times its raw close, momentum a ratio of adjusted closes, and
+-- every return a total return (returns_daily), so splits and dividends move none of them.
 {{ config(alias="factors_daily") }}
 
 with
 
--- Momentum at T-1 reads the close of session (T-1)-252: 253 sessions before the window.
+-- Momentum at T-1 reads the adjusted close of session (T-1)-252: 253 sessions before the window.
 bounds as (
 
     {{ panel_bounds(253) }}

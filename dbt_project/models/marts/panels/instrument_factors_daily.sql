@@ -3,8 +3,8 @@
 -- r_squared, annualised residual_vol; null unless all 63 sessions of the window pair a return
 -- with a factor return) and exposure_z, the cross-sectional z-score at T of
 --   MKT     the MKT beta itself
---   SIZE    ln(market_cap at T)
---   MOM     momentum_12_1 at T (close at T-21 / close at T-252 - 1)
+--   SIZE    ln(market_cap at T) (shares outstanding at T x raw close at T)
+--   MOM     momentum_12_1 at T (adjusted close at T-21 / adjusted close at T-252 - 1)
 --   LOWVOL  volatility_63 at T (sample stddev of return_log over sessions T-62..T, all present)
 -- over the instruments with a non-null value (sample stddev; null when it is 0 or undefined).
 -- Characteristics are defined as in factors_daily, which uses them one session later.
@@ -16,7 +16,7 @@
 
 with
 
--- Momentum at T reads the close of session T-252; betas and volatility reach back 62 sessions.
+-- Momentum at T reads the adjusted close of session T-252; betas and volatility reach back 62 sessions.
 bounds as (
 
     {{ panel_bounds(252) }}
