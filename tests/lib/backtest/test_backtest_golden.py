@@ -29,16 +29,16 @@ RUN_ID = "GOLDEN"
 
 GOLDEN = {
     "sessions": 124,
-    "orders": 1479,
-    "fills": 1452,
-    "cancelled_orders": 119,
-    "final_equity": 12201519.007367443,
-    "cumulative_return": 0.2201519007367443,
-    "sharpe_ratio": 3.750965238316536,
-    "max_drawdown": -0.03855711530587158,
-    "commission": 6081.764,
+    "orders": 1536,
+    "fills": 1455,
+    "cancelled_orders": 321,
+    "final_equity": 10983452.799958143,
+    "cumulative_return": 0.09834527999581444,
+    "sharpe_ratio": 1.199490134811388,
+    "max_drawdown": -0.06305422042459641,
+    "commission": 3594.2700000000004,
     # sha256 of [order_id, side, quantity rounded to 1e-6, status] of every order, in id order
-    "orders_sha256": "e2c8c23329a39ae28da66639ba78cb41b29d3ee721c1ac209dde7ff2033b67e5",
+    "orders_sha256": "8e50a0e8cd0cf258fbf13e634890efd6a2e3eb0c1aef2cebbdef0c8eb1562093",
 }
 
 
