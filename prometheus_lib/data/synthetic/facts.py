@@ -80,7 +80,6 @@ def panel(prices: pl.DataFrame) -> dict[str, np.ndarray]:
     )
     sessions = frame["session_date"].unique().sort()
     ids = frame["instrument_id"].unique().sort()
-    si = frame["session_date"].search_sorted(sessions, side="left") if False else None  # noqa: F841
     s_idx = frame.select(pl.col("session_date").rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
     i_idx = frame.select(pl.col("instrument_id").rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
     out = {}

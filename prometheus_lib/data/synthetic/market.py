@@ -38,7 +38,7 @@ import polars as pl
 
 from prometheus_lib.calendars.trading_calendar import TradingCalendar
 from prometheus_lib.data.providers import LoadResult, ReferenceData, empty_frame, provider_schema
-from prometheus_lib.data.synthetic.config import REGIMES, STYLE_FACTORS, SyntheticMarketConfig
+from prometheus_lib.data.synthetic.config import STYLE_FACTORS, SyntheticMarketConfig
 from prometheus_lib.data.synthetic.universe import SECTORS, Universe, build_universe
 from prometheus_lib.data.synthetic.world import STEPS_PER_YEAR, WorldPath, student_t, weekday_ordinal
 from prometheus_lib.errors import CalendarError, ConfigError
@@ -397,7 +397,7 @@ class PriceWorld:
                             {"momentum": z_mom, "low_vol": z_lv, "pead": pead})
 
     def _list(self, j: int, w: int) -> None:
-        cfg, u, st = self.config, self._universe, self._state
+        u, st = self._universe, self._state
         s = int(u.slot[j])
         st.occ[s] = j
         st.log_close[s] = math.log(u.start_price[j])
@@ -422,7 +422,6 @@ class PriceWorld:
         st.halt_left[s] = 0
         st.split_next[s] = 1.0
         st.alpha_pending[s] = 0.0
-        del cfg
 
     def _print_session(self, w, k, reg, r, sig_base, vol_mult, liq_mult, called, z, uu, signals) -> None:  # noqa: PLR0913, PLR0915
         cfg, u, st, path = self.config, self._universe, self._state, self._path
@@ -726,5 +725,3 @@ def _conform(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     schema = provider_schema(table)
     return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
-
-__all__ += ["REGIMES"]

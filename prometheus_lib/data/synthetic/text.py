@@ -92,7 +92,7 @@ class TextFeeds(PriceWorld):
             self._close_cache[d] = us
         return us
 
-    def _forward_z(self, first: int, slots: np.ndarray | None = None) -> np.ndarray:
+    def _forward_z(self, first: int) -> np.ndarray:
         """Cross-sectional z-score of each slot's log total return over sessions ``first..first+H-1``."""
         path = self._ensure(first + self.config.news_forward_sessions)
         ret = path.f["ret"][first : first + self.config.news_forward_sessions]
@@ -456,7 +456,7 @@ class TextFeeds(PriceWorld):
             If a date is not a session.
         """
         cfg = self.config
-        ordinals, days = self._ordinals(sessions)
+        _, days = self._ordinals(sessions)
         names = {
             "CPI": ("Consumer Price Index (YoY %)", time(8, 30)),
             "NFP": ("Nonfarm Payrolls (thousands)", time(8, 30)),
@@ -482,7 +482,6 @@ class TextFeeds(PriceWorld):
                     rows["actual"].append(actual)
                     rows["consensus"].append(consensus)
                     rows["previous"].append(previous)
-        del ordinals
         if not rows["event_id"]:
             return empty_frame("macro_events")
         n_rows = len(rows["event_id"])

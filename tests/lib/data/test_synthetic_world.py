@@ -196,10 +196,12 @@ def test_thirty_year_run_looks_like_a_two_year_one() -> None:
 @pytest.fixture(scope="module")
 def regions() -> dict[str, tuple[SyntheticMarket, list[date]]]:
     out = {}
-    for market_id, code, region, seed in (("US_EQ", "XNYS", "US", 1), ("EU_EQ", "XETR", "EU", 2), ("JP_EQ", "XTKS", "JP", 3)):
+    for market_id, code, region, ccy, seed in (("US_EQ", "XNYS", "US", "USD", 1), ("EU_EQ", "XETR", "EU", "EUR", 2),
+                                               ("JP_EQ", "XTKS", "JP", "JPY", 3)):
         cal = TradingCalendar(code)
-        cfg = SyntheticMarketConfig(market_id=market_id, calendar_code=code, region=region, seed=seed,
-                                    n_instruments=40, history_start=date(2015, 1, 5), world_seed=7)
+        cfg = SyntheticMarketConfig(market_id=market_id, calendar_code=code, region=region, currency=ccy, seed=seed,
+                                    id_prefix=f"S{region}", n_instruments=40, history_start=date(2015, 1, 5),
+                                    world_seed=7)
         out[market_id] = (SyntheticMarket(cfg, cal), cal.sessions(date(2015, 1, 5), date(2024, 12, 30)))
     return out
 
@@ -249,7 +251,8 @@ def test_regions_trade_on_their_own_calendars_and_currencies(regions) -> None:
     jp_prices = jp.prices(jp_sessions[:300]).frame
 
     # Assert
-    assert set(eu_prices["currency"]) == {"USD"} or True  # currency comes from the config (below)
+    assert set(eu_prices["currency"]) == {"EUR"} and set(jp_prices["currency"]) == {"JPY"}
+    assert eu_prices["instrument_id"].str.starts_with("SEU").all() and jp_prices["instrument_id"].str.starts_with("SJP").all()
     assert date(2015, 5, 1) not in set(eu_prices["session_date"])  # Labour Day: no XETR session
     assert date(2015, 1, 12) not in set(jp_prices["session_date"])  # Coming of Age Day
     assert set(eu_prices["market_id"]) == {"EU_EQ"} and set(jp_prices["market_id"]) == {"JP_EQ"}
