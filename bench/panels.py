@@ -110,7 +110,8 @@ import dagster as dg
 from prometheus_assets.assets.panels import warehouse_work_dir
 from prometheus_assets.constants import DBT, WAREHOUSE
 from prometheus_assets.definitions import PANELS_JOB, defs
-from prometheus_lib.storage.dbt import DbtSession, dbt_target_env
+from prometheus_lib.security import redact_text
+from prometheus_lib.storage.dbt import DbtSession, dbt_target_env, target_secrets
 t1 = time.perf_counter()
 parses = []  # observe (not change) the op's project load: its seconds, and whether dbt parsed it all again
 _parse = DbtSession.parse
@@ -127,7 +128,8 @@ with dg.build_resources({"w": defs.resources[WAREHOUSE]}) as res:
 target = dbt_target_env(w.backend, w.duckdb_path, w.postgres_url)
 work = str(warehouse_work_dir(target, defs.resources[DBT].work_root))
 if (target, work) != (expected_target, expected_work):
-    sys.exit(f"the code location is not on the bench's warehouse: {target} {work} != {expected_target} {expected_work}")
+    sys.exit(f"the code location is not on the bench's warehouse: {redact_text(str(target), target_secrets(target))} "
+             f"{work} != {expected_work}")
 instance = dg.DagsterInstance.ephemeral()
 t2 = time.perf_counter()
 result = defs.resolve_job_def(PANELS_JOB).execute_in_process(

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from sharing import BACKENDS
 
+from prometheus_lib.security import redact_dsn, redact_error
 from prometheus_lib.storage.factory import open_warehouse
 from prometheus_lib.storage.warehouse import Warehouse
 
@@ -33,7 +34,7 @@ def _admin() -> psycopg.Connection:
         return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as e:
         pytest.fail(
-            f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {e}\n"
+            f"PostgreSQL is not reachable at {redact_dsn(PG_ADMIN_URL)}: {redact_error(e, PG_ADMIN_URL)}\n"
             "Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
             pytrace=False,
         )

@@ -135,9 +135,13 @@ def warehouse_work_dir(target_env: Mapping[str, str], root: str | Path) -> Path:
 
     One folder per warehouse: dbt's partial parse is only valid for the profile it was made
     with, so the runs of one warehouse share it, across processes, and the runs of another
-    never overwrite it.
+    never overwrite it. The name is a digest of the warehouse's non-secret parts only (backend,
+    host, port, user, database or file): the folder name, written to logs and the event log,
+    must not be a hash of the password that anyone could test guesses against offline (dbt's
+    partial parse does not depend on the password either).
     """
-    digest = hashlib.sha256(repr(sorted(target_env.items())).encode()).hexdigest()[:16]
+    public = sorted((k, v) for k, v in target_env.items() if "PASSWORD" not in k.upper())
+    digest = hashlib.sha256(repr(public).encode()).hexdigest()[:16]
     return Path(root) / f"{target_env.get('PROMETHEUS_DBT_TARGET', 'dbt')}-{digest}"
 
 
