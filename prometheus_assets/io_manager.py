@@ -4,6 +4,11 @@ A session-partitioned output replaces exactly its partition range in one transac
 single-run backfill over many sessions is one atomic write); an unpartitioned output replaces
 the table (or its scope). The table is the asset key's last component unless the asset's
 metadata names one; the scope (for example ``{"market_id": "US_EQ"}``) comes from metadata.
+
+Two more metadata keys shape a partition write, in the same transaction: ``META_EVICT_ON``
+(columns identifying a row wherever it is dated: a quarantined line that moved to another
+session leaves its old partition) and ``META_PRUNE_PANELS`` (a ``prices_daily`` write deletes
+the market's panel rows of the range whose price inputs are gone).
 """
 
 
@@ -15,7 +20,15 @@ import polars as pl
 from prometheus_assets.constants import META_SCOPE, META_TABLE
 from prometheus_assets.partitions import keys_to_sessions
 from prometheus_assets.resources import WarehouseResource
+from prometheus_lib.data.ingestion import prune_orphaned_panels
 from prometheus_lib.storage.catalog import get_table
+
+META_EVICT_ON = "prometheus/evict_on"
+META_PRUNE_PANELS = "prometheus/prune_orphaned_panels"
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, (dg.JsonMetadataValue, dg.TextMetadataValue, dg.BoolMetadataValue)) else value
 
 
 def _table_and_scope(metadata: dict[str, Any], asset_key: dg.AssetKey) -> tuple[str, dict[str, Any]]:
@@ -38,22 +51,32 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             return
         if not isinstance(obj, pl.DataFrame):
             raise TypeError(f"asset {context.asset_key.to_user_string()} must return a polars DataFrame, returned {type(obj).__name__}")
-        table, scope = _table_and_scope(dict(context.definition_metadata or {}), context.asset_key)
+        definition = dict(context.definition_metadata or {})
+        table, scope = _table_and_scope(definition, context.asset_key)
+        evict_on = tuple(_plain(definition.get(META_EVICT_ON)) or ())
+        pruned: dict[str, int] = {}
         with self.warehouse.open() as wh:
             if context.has_asset_partitions:
                 sessions = keys_to_sessions(context.asset_partition_keys)
-                result = wh.write_partition(table, obj, min(sessions), max(sessions), scope)
+                start, end = min(sessions), max(sessions)
+                then = None
+                if _plain(definition.get(META_PRUNE_PANELS)):
+                    def then(w, market_id=scope["market_id"], start=start, end=end):
+                        pruned.update(prune_orphaned_panels(w, market_id, start, end))
+                result = wh.write_partition(table, obj, start, end, scope, evict_on=evict_on, then=then)
             else:
                 result = wh.replace_table(table, obj, scope)
-        context.add_output_metadata(
-            {
-                "table": get_table(table).qualified_name,
-                "rows_written": result.rows_written,
-                "rows_replaced": result.rows_deleted,
-                "warehouse": wh.location,
-                "dagster/row_count": result.rows_written,
-            }
-        )
+        meta = {
+            "table": get_table(table).qualified_name,
+            "rows_written": result.rows_written,
+            "rows_replaced": result.rows_deleted,
+            "warehouse": wh.location,
+            "dagster/row_count": result.rows_written,
+        }
+        if pruned:
+            meta["orphaned_panel_rows_deleted"] = dg.MetadataValue.json(pruned)
+            context.log.warning(f"deleted panel rows whose prices are gone: {pruned}")
+        context.add_output_metadata(meta)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         upstream = context.upstream_output

@@ -2,7 +2,10 @@
 
 Each check reads the checked session range back from the warehouse and applies one rule from
 ``prometheus_lib.data.quality``. ERROR rules are blocking: a failure stops downstream assets
-in the same run. WARN rules (freshness, quarantined rows, instrument gaps) only report.
+in the same run. WARN rules (freshness, quarantined rows, instrument gaps, price jumps) only
+report. The ingestion assets run the same blocking rules on their frames before writing
+(``prometheus_lib.data.ingestion.gate_prices``), so a frame failing them never replaces a
+partition; these checks then confirm what was stored.
 """
 
 
@@ -12,6 +15,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from prometheus_assets.assets.ingestion import ALLOW_EMPTY_TAG, allow_empty
 from prometheus_assets.constants import HISTORICAL
 from prometheus_assets.markets import MarketScope
 from prometheus_assets.partitions import keys_to_sessions
@@ -121,6 +125,10 @@ def build_ingestion_checks(partitions_def: dg.PartitionsDefinition, market: Mark
 
     def prices_sessions(c, w, p):
         frame, start, end = read(w, "prices_daily", c)
+        if frame.is_empty() and allow_empty(c):
+            return quality.CheckOutcome(True, quality.Severity.ERROR,
+                                        f"no prices in {start}..{end}: emptied on purpose ({ALLOW_EMPTY_TAG})",
+                                        {"rows": 0, "allow_empty": True})
         with w.open() as wh:
             instruments = wh.read_table("instruments", scope=scope)
         return quality.check_sessions(frame, p.calendar(market_id), start, end, instruments=instruments,
@@ -130,6 +138,21 @@ def build_ingestion_checks(partitions_def: dg.PartitionsDefinition, market: Mark
         prices_sessions)
     add("prices_daily", "ohlc_consistency", "high >= max(open, close) >= min(open, close) >= low > 0.", True,
         lambda c, w, p: quality.check_ohlc(read(w, "prices_daily", c)[0]))
+
+    def price_jumps(c, w, p):
+        frame, start, end = read(w, "prices_daily", c)
+        cal = p.calendar(market_id)
+        previous = None
+        if start > cal.first_session:
+            before = cal.previous_session(start)
+            with w.open() as wh:
+                previous = wh.read_table("prices_daily", before, before, scope,
+                                         columns=["instrument_id", "session_date", "adjusted_close"])
+        return quality.check_price_jumps(frame, p.config.market(market_id).data_limits.max_daily_move, previous)
+
+    add("prices_daily", "price_jumps",
+        "No adjusted close moves beyond the market's data_limits.max_daily_move from the previous close (WARN).",
+        False, price_jumps)
     for table in (*EVENT_TABLES, CORPORATE_ACTIONS):
         add(table, "sessions", f"Every {table} row is dated on a trading session.", True,
             lambda c, w, p, t=table: quality.check_sessions(read(w, t, c)[0], p.calendar(market_id), *_range(c),

@@ -35,6 +35,42 @@ def empty_frame(table: str) -> pl.DataFrame:
 QUARANTINE_SCHEMA = provider_schema("quarantine_rows")
 
 
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """Bounds on untrusted input rows, per market (``MarketConfig.data_limits`` in the configs).
+
+    Attributes
+    ----------
+    min_price, max_price
+        The plausible range of every price (open, high, low, close, adjusted close) in the
+        market's currency. A row with a price outside it, or not finite, is quarantined by the
+        importers, and a provider frame holding one is refused before it is written.
+    max_daily_move
+        Relative jump limit of the ``price_jumps`` check (WARN, never a rejection): an adjusted
+        close above ``(1 + max_daily_move)`` or below ``1 / (1 + max_daily_move)`` times the
+        instrument's previous close is flagged.
+    max_identifier_length
+        Longest ticker accepted; a longer one is quarantined, as is one with a control character.
+    max_line_bytes
+        Longest CSV line (record) read; a longer one is quarantined by its line number and
+        skipped without being held in memory.
+    """
+
+    min_price: float = 1e-6
+    max_price: float = 1e8
+    max_daily_move: float = 1.5
+    max_identifier_length: int = 32
+    max_line_bytes: int = 65_536
+
+    def __post_init__(self) -> None:
+        if not (0 < self.min_price < self.max_price < float("inf")):
+            raise ValueError(f"need 0 < min_price < max_price < inf, were {self.min_price} and {self.max_price}")
+        if not self.max_daily_move > 0:
+            raise ValueError(f"max_daily_move must be > 0, was {self.max_daily_move}")
+        if self.max_identifier_length < 1 or self.max_line_bytes < 256:
+            raise ValueError("max_identifier_length must be >= 1 and max_line_bytes >= 256")
+
+
 def quarantine_frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
     """Build a quarantine frame from dicts with the ``quarantine_rows`` columns.
 

@@ -146,6 +146,105 @@ def check_ohlc(frame: pl.DataFrame) -> CheckOutcome:
     )
 
 
+PRICE_COLUMNS = ("open", "high", "low", "close", "adjusted_close")
+
+
+def check_price_bounds(frame: pl.DataFrame, min_price: float, max_price: float) -> CheckOutcome:
+    """Fail (ERROR) if a price is not finite or lies outside ``[min_price, max_price]``.
+
+    The importers quarantine such rows; this guards every provider's frame before it is written
+    (a return of 2e306 from a close of 1e-300 must never reach a panel).
+    """
+    columns = [c for c in PRICE_COLUMNS if c in frame.columns]
+    rules = {
+        c: pl.col(c).is_not_null() & (pl.col(c).is_nan() | ~pl.col(c).is_between(min_price, max_price))
+        for c in columns
+    }
+    counts = frame.select([r.sum().alias(c) for c, r in rules.items()]).row(0, named=True) if columns else {}
+    bad = frame.filter(pl.any_horizontal(list(rules.values()))) if columns else frame.head(0)
+    keys = [c for c in ("instrument_id", "session_date") if c in frame.columns]
+    return CheckOutcome(
+        bad.is_empty(),
+        Severity.ERROR,
+        f"{bad.height} rows hold a price that is not finite or outside {min_price:g}..{max_price:g}" if bad.height
+        else f"every price is finite and within {min_price:g}..{max_price:g}",
+        {"violations": bad.height, "by_column": {k: int(v or 0) for k, v in counts.items()},
+         "min_price": min_price, "max_price": max_price,
+         "examples": _examples(bad.select(*keys, *columns))},
+    )
+
+
+def check_price_jumps(frame: pl.DataFrame, max_daily_move: float, previous: pl.DataFrame | None = None) -> CheckOutcome:
+    """WARN when an instrument's adjusted close jumps beyond the relative limit from its previous close.
+
+    A jump is an adjusted close above ``(1 + max_daily_move)`` or below ``1 / (1 + max_daily_move)``
+    times the instrument's previous row (``previous`` holds earlier rows, for the first session
+    of ``frame``). Real moves like this happen (a takeover, a biotech readout) and unadjusted
+    splits look like them: a WARN to look at, never a rejection.
+    """
+    cols = ["instrument_id", "session_date", "adjusted_close"]
+    rows = frame.select(cols)
+    first = rows["session_date"].min() if rows.height else None
+    if previous is not None and previous.height and first is not None:
+        rows = pl.concat([previous.select(cols).filter(pl.col("session_date") < first), rows])
+    up = 1.0 + max_daily_move
+    moves = (
+        rows.sort("instrument_id", "session_date")
+        .with_columns(
+            pl.col("adjusted_close").shift(1).over("instrument_id").alias("previous_close"),
+            pl.col("session_date").shift(1).over("instrument_id").alias("previous_session"),
+        )
+        .with_columns((pl.col("adjusted_close") / pl.col("previous_close")).alias("ratio"))
+    )
+    if first is not None:
+        moves = moves.filter(pl.col("session_date") >= first)
+    jumps = moves.filter((pl.col("ratio") > up) | (pl.col("ratio") < 1.0 / up))
+    return CheckOutcome(
+        jumps.is_empty(),
+        Severity.WARN,
+        f"{jumps.height} adjusted closes moved beyond x{up:g} or /{up:g} from the previous close" if jumps.height
+        else f"no adjusted close moved beyond x{up:g} or /{up:g} from the previous close",
+        {"jumps": jumps.height, "max_daily_move": max_daily_move,
+         "examples": _examples(jumps.sort("ratio", descending=True).select(
+             "instrument_id", "previous_session", "previous_close", "session_date", "adjusted_close", "ratio"))},
+    )
+
+
+def check_not_emptied(
+    table: str,
+    frame: pl.DataFrame,
+    stored_rows: int,
+    start: date,
+    end: date,
+    allow_empty: bool = False,
+    key: str | None = None,
+    stored_keys: Sequence[str] = (),
+) -> CheckOutcome:
+    """Fail (ERROR) when a write would remove data the source no longer yields.
+
+    A source yielding no rows for a range that holds ``stored_rows`` (or, with ``key``, no rows
+    for a ``stored_keys`` value that has rows there, such as an instrument missing from a
+    truncated file) is an error unless ``allow_empty``: an empty or truncated input must never
+    replace good data silently.
+    """
+    meta: dict[str, Any] = {"rows_new": frame.height, "rows_stored": stored_rows, "allow_empty": allow_empty}
+    vanished: list[str] = []
+    if key is not None and stored_keys and frame.height:
+        present = set(frame.get_column(key).unique().to_list())
+        vanished = sorted(k for k in stored_keys if k not in present)
+        meta.update({"vanished": len(vanished), f"vanished_{key}s": vanished[:_EXAMPLES * 2]})
+    emptied = frame.is_empty() and stored_rows > 0
+    if (emptied or vanished) and not allow_empty:
+        what = (f"the source yields no {table} rows for {start}..{end}, where the warehouse holds {stored_rows}"
+                if emptied else
+                f"the source yields no {table} rows for {len(vanished)} {key}s that have rows in {start}..{end} "
+                f"({', '.join(vanished[:_EXAMPLES])}{', ...' if len(vanished) > _EXAMPLES else ''})")
+        return CheckOutcome(False, Severity.ERROR, what + "; an empty or truncated source would delete them", meta)
+    if emptied or vanished:
+        return CheckOutcome(True, Severity.ERROR, f"allowed to remove {table} rows in {start}..{end} (allow_empty)", meta)
+    return CheckOutcome(True, Severity.ERROR, f"the source yields {frame.height} {table} rows for {start}..{end}", meta)
+
+
 def check_sessions(
     frame: pl.DataFrame,
     calendar: TradingCalendar,

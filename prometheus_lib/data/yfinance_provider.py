@@ -17,7 +17,7 @@ import polars as pl
 
 from prometheus_lib.calendars.trading_calendar import TradingCalendar
 from prometheus_lib.data.file_import import derive_reference, to_prices_daily, validate_price_rows
-from prometheus_lib.data.providers import QUARANTINE_SCHEMA, LoadResult, ReferenceData, empty_frame
+from prometheus_lib.data.providers import QUARANTINE_SCHEMA, InputLimits, LoadResult, ReferenceData, empty_frame
 from prometheus_lib.errors import ConfigError, ProviderError
 
 if TYPE_CHECKING:
@@ -160,6 +160,7 @@ class YFinanceProvider:
         market_id: str,
         currency: str = "USD",
         download: DownloadFunction | None = None,
+        limits: InputLimits | None = None,
     ) -> None:
         if isinstance(tickers, str):
             tickers = [tickers]
@@ -175,6 +176,7 @@ class YFinanceProvider:
         self.market_id = market_id
         self.currency = currency
         self._download = download
+        self.limits = limits or InputLimits()
 
     def __repr__(self) -> str:
         return f"YFinanceProvider({list(self.tickers)!r}, market_id={self.market_id!r})"
@@ -216,7 +218,8 @@ class YFinanceProvider:
         absent = sorted(set(self.tickers) - set(long["ticker"].unique().to_list()))
         if absent:
             logger.warning("yfinance returned no rows for %s between %s and %s", absent, start, end)
-        valid, quarantine = validate_price_rows(long, source_file, self.calendar, self.market_id, self.tickers)
+        valid, quarantine = validate_price_rows(long, source_file, self.calendar, self.market_id, self.tickers,
+                                                limits=self.limits)
         session_series = pl.Series(wanted, dtype=pl.Date).implode()
         frame = to_prices_daily(
             valid.filter(pl.col("session_date").is_in(session_series)), self.market_id, self.currency, self.source

@@ -211,6 +211,15 @@ def _file_defs(tmp_path, warehouse_location, rows):
     return build_defs(config_dir, warehouse_location, extra_assets=[_downstream(partitions)])
 
 
+def _messages(error) -> str:
+    """The messages of an error and of its causes."""
+    out = []
+    while error is not None:
+        out.append(error.message)
+        error = error.cause
+    return " ".join(out)
+
+
 def test_downstream_with_missing_session_in_source_is_blocked(tmp_path, warehouse_location):
     # Arrange: the file has no rows at all for 2024-01-04, a session
     rows = [f"{d},AAA,10,11,9,10,100" for d in ("2024-01-02", "2024-01-03", "2024-01-05")]
@@ -219,13 +228,15 @@ def test_downstream_with_missing_session_in_source_is_blocked(tmp_path, warehous
     # Act
     result = run_range(defs, date(2024, 1, 2), date(2024, 1, 5))
 
-    # Assert: the ERROR check failed and the downstream asset did not run
-    check = check_results(result)[("historical/prices_daily", "sessions")]
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
-    assert "2024-01-04" in str(check.metadata["missing_sessions"].value)
+    # Assert: the ERROR rule ran on the frame before the write (validate before replacing):
+    # prices_daily was not written, and the downstream asset did not run
+    errors = " ".join(_messages(e.step_failure_data.error) for e in result.get_step_failure_events())
+    assert "rule 'sessions' failed" in errors and "2024-01-04" in errors
     materialised = {m.asset_key for m in result.get_asset_materialization_events()}
     assert dg.AssetKey(["test", "consumer"]) not in materialised
-    assert dg.AssetKey(["historical", "prices_daily"]) in materialised
+    assert dg.AssetKey(["historical", "prices_daily"]) not in materialised
+    with open_warehouse(**warehouse_location) as wh:
+        assert wh.row_count("prices_daily") == 0
 
 
 def test_downstream_with_only_warn_failures_still_runs(tmp_path, warehouse_location):

@@ -1,14 +1,21 @@
 """Reference tables as assets: markets, strategies, portfolios (from configs, shared by every
-market) and each market's issuers and instruments (from its provider)."""
+market) and each market's issuers and instruments (from its provider).
+
+Issuers and instruments replace the market's rows wholesale, so they are validated first
+(``prometheus_lib.data.ingestion.gate_reference``): an empty reference over stored instruments,
+or one that drops an instrument that still has prices, fails the run (the stored rows stay)
+unless the run carries the tag ``prometheus/allow_empty``.
+"""
 
 
 import dagster as dg
 import polars as pl
 
+from prometheus_assets.assets.ingestion import allow_empty
 from prometheus_assets.constants import META_SCOPE, META_TABLE, REFERENCE, RUNTIME, WAREHOUSE_IO
 from prometheus_assets.markets import MarketScope
-from prometheus_assets.resources import PlatformResource
-from prometheus_lib.data.ingestion import reference_frames
+from prometheus_assets.resources import PlatformResource, WarehouseResource
+from prometheus_lib.data.ingestion import gate_reference, reference_frames, stored_range
 
 CONFIG_TABLES = ("markets", "strategies", "portfolios")
 
@@ -61,9 +68,13 @@ def build_instrument_master(market: MarketScope) -> dg.AssetsDefinition:
         group_name=market.group(REFERENCE),
         deps=[dg.AssetKey([RUNTIME, "markets"])],
     )
-    def instrument_master(platform: PlatformResource):
+    def instrument_master(context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: WarehouseResource):
         """Issuers and instruments of the market, from its data provider."""
         ref = platform.market_data(m).reference()
+        with warehouse.open() as wh:
+            stored = stored_range(wh, "instruments", m, key=None)
+            priced = stored_range(wh, "prices_daily", m).keys
+        gate_reference(ref, market_id=m, stored=stored, priced=priced, allow_empty=allow_empty(context))
         yield dg.Output(ref.issuers, output_name="issuers", metadata={"rows": ref.issuers.height})
         yield dg.Output(ref.instruments, output_name="instruments", metadata={"rows": ref.instruments.height})
 
