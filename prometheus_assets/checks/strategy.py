@@ -1,5 +1,10 @@
-"""Checks of a strategy's assets: valid targets (blocking the book) and a book that reconciles."""
+"""Checks of a strategy's assets: valid targets (blocking the book) and a book that reconciles.
 
+They run inside the backtest's Dagster run and read the rows it wrote: under its staging id for a
+``prometheus backtest`` run (``run_id_of``), which the check's metadata names (``run_id``).
+"""
+
+import dataclasses
 
 import dagster as dg
 
@@ -8,6 +13,10 @@ from prometheus_assets.checks import _range, to_result
 from prometheus_assets.resources import WarehouseResource
 from prometheus_lib.backtest.checks import check_book, check_targets
 from prometheus_lib.config.models import StrategyConfig
+
+
+def _with_run_id(outcome, run_id: str) -> dg.AssetCheckResult:
+    return to_result(dataclasses.replace(outcome, metadata={**outcome.metadata, "run_id": run_id}))
 
 
 def build_strategy_checks(partitions_def: dg.PartitionsDefinition, strategy: StrategyConfig) -> list[dg.AssetChecksDefinition]:
@@ -26,7 +35,7 @@ def build_strategy_checks(partitions_def: dg.PartitionsDefinition, strategy: Str
                                     {"run_id": run_id, "portfolio_id": portfolio_id, "mode": MODE})
             members = wh.read_table("universe_members", start, end,
                                     {"run_id": run_id, "strategy_id": strategy.strategy_id})
-        return to_result(check_targets(targets, members, max_position_weight=strategy.max_position_weight))
+        return _with_run_id(check_targets(targets, members, max_position_weight=strategy.max_position_weight), run_id)
 
     @dg.asset_check(asset=book_key, name="book_reconciles", partitions_def=partitions_def,
                     description="Equity equals cash plus positions every session; no order is overfilled; "
@@ -40,6 +49,6 @@ def build_strategy_checks(partitions_def: dg.PartitionsDefinition, strategy: Str
             positions = wh.read_table("positions_snapshots", start, end, scope)
             orders = wh.read_table("orders", None, end, scope)  # earlier orders may fill in the range
             fills = wh.read_table("fills", start, end, scope)
-        return to_result(check_book(equity, positions, orders, fills, max_leverage=strategy.execution.max_leverage))
+        return _with_run_id(check_book(equity, positions, orders, fills, max_leverage=strategy.execution.max_leverage), run_id)
 
     return [targets_valid, book_reconciles]

@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import math
+import os
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -136,7 +137,8 @@ def write_report(
     ----------
     path
         Base path of the report: the PNG is written to ``path.with_suffix(".png")`` and the HTML
-        to ``path.with_suffix(".html")``; missing parent folders are created.
+        to ``path.with_suffix(".html")``; missing parent folders are created. Each file is
+        written to a temporary name and renamed over the old one, so it is never half-written.
     dates
         One date per session, aligned with ``equity``.
     equity
@@ -176,9 +178,22 @@ def write_report(
     path = Path(path)
     png_path, html_path = path.with_suffix(".png"), path.with_suffix(".html")
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    png_path.write_bytes(png)
-    html_path.write_text(_render_html(days, metrics, title, png), encoding="utf-8")
+    _write_atomic(png_path, png)
+    _write_atomic(html_path, _render_html(days, metrics, title, png).encode("utf-8"))
     return [png_path, html_path]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, flushed, renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _render_png(days: list[date], e: np.ndarray, bench: np.ndarray | None, title: str) -> bytes:

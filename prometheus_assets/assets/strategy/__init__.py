@@ -17,6 +17,12 @@ its own materialisation (lineage per session in the UI).
 Rows belong to a run id: the run tag ``prometheus/backtest_run_id`` or, by default,
 ``<strategy>-<config hash>``. Re-materialising a range with the same id replaces exactly those
 sessions of that run; runs with different ids coexist.
+
+A run launched by ``prometheus backtest`` also carries the tag
+``prometheus/backtest_staging_run_id``: its assets (and checks) write and read under that
+staging id, and the command promotes the complete result to the run id afterwards
+(``prometheus_lib.backtest.rerun``). A re-execution of such a run (from the UI) has a parent run
+and writes under the run id directly, like any run launched from the UI.
 """
 
 import json
@@ -45,6 +51,8 @@ from prometheus_lib.storage.catalog import get_table
 from prometheus_lib.strategies.baseline import BaselineStrategy, lookback_sessions
 
 RUN_ID_TAG = "prometheus/backtest_run_id"
+STAGING_RUN_ID_TAG = "prometheus/backtest_staging_run_id"
+PARENT_RUN_ID_TAG = "dagster/parent_run_id"  # set on re-executions
 MODE = "BACKTEST"
 DECISION_TABLES = ("instrument_scores", "universes", "universe_members", "target_portfolios",
                    "portfolio_risk_reports", "engine_decisions", "decision_outcomes")
@@ -57,9 +65,28 @@ def default_run_id(strategy: StrategyConfig) -> str:
     return f"{strategy.strategy_id}-{strategy.config_hash()[:8]}"
 
 
-def run_id_of(context: dg.AssetExecutionContext, strategy: StrategyConfig) -> str:
-    """The backtest run id of this Dagster run (tag, else the strategy's default)."""
+def result_run_id(context: dg.AssetExecutionContext, strategy: StrategyConfig) -> str:
+    """The backtest run id whose result this Dagster run makes (tag, else the strategy's default)."""
     return context.run.tags.get(RUN_ID_TAG) or default_run_id(strategy)
+
+
+def run_id_of(context: dg.AssetExecutionContext, strategy: StrategyConfig) -> str:
+    """The run id this Dagster run writes and reads rows under.
+
+    The staging id of a ``prometheus backtest`` run (promoted to the run id once complete),
+    else the result's run id (:func:`result_run_id`). A re-execution of a staged run writes
+    under the run id: its staging set is gone by then (promoted or discarded).
+    """
+    tags = context.run.tags
+    staging = tags.get(STAGING_RUN_ID_TAG)
+    if staging and PARENT_RUN_ID_TAG not in tags:
+        return staging
+    return result_run_id(context, strategy)
+
+
+def _run_metadata(context: dg.AssetExecutionContext, strategy: StrategyConfig, run_id: str) -> dict[str, str]:
+    result = result_run_id(context, strategy)
+    return {"run_id": result} if result == run_id else {"run_id": result, "staging_run_id": run_id}
 
 
 def strategy_keys(strategy_id: str) -> tuple[dg.AssetKey, dg.AssetKey]:
@@ -136,7 +163,8 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
             written = _write_all(wh, rows.frames(), start, end, scope_values(run_id))
         held = [len(t) for t in targets.values()]
         return dg.MaterializeResult(metadata={
-            "run_id": run_id, "sessions": len(sessions), "first_session": str(start), "last_session": str(end),
+            **_run_metadata(context, strategy, run_id),
+            "sessions": len(sessions), "first_session": str(start), "last_session": str(end),
             "mean_holdings": float(np.mean(held)) if held else 0.0, "config_hash": strategy.config_hash(),
             "compute_seconds": round(time.perf_counter() - t0, 3),
             **{f"rows/{t}": n for t, n in written.items()},
@@ -179,7 +207,8 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
                 metrics = _write_backtest_run(wh, strategy, run_id, context.run.run_id)
         eq = result.backtest_daily_equity
         return dg.MaterializeResult(metadata={
-            "run_id": run_id, "sessions": len(sessions), "first_session": str(start), "last_session": str(end),
+            **_run_metadata(context, strategy, run_id),
+            "sessions": len(sessions), "first_session": str(start), "last_session": str(end),
             "final_equity": float(eq[-1]["equity"]) if eq else None,
             "cumulative_return_run": metrics.get("cumulative_return"), "sharpe_run": metrics.get("sharpe_ratio"),
             "max_drawdown_run": metrics.get("max_drawdown"),
@@ -285,4 +314,4 @@ def _write_backtest_run(wh, strategy: StrategyConfig, run_id: str, dagster_run_i
     return metrics
 
 
-__all__ = ["RUN_ID_TAG", "backtest_series", "run_performance", "build_strategy_assets", "default_run_id", "strategy_group", "strategy_keys"]
+__all__ = ["RUN_ID_TAG", "STAGING_RUN_ID_TAG", "backtest_series", "run_performance", "build_strategy_assets", "default_run_id", "strategy_group", "strategy_keys"]
