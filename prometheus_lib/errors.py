@@ -28,6 +28,10 @@ class WarehouseError(PrometheusError, RuntimeError):
     """The warehouse could not complete an operation."""
 
 
+class WarehouseLockedError(WarehouseError):
+    """Another process holds the embedded (DuckDB) warehouse; the message names it."""
+
+
 class SchemaMismatchError(WarehouseError, ValueError):
     """A frame does not match the columns of the table it is written to."""
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from prometheus_lib.config.home import REPO_ROOT, resolve_under_home
 from prometheus_lib.errors import WarehouseError
+from prometheus_lib.security import redact_dsn, redact_error, redact_text
 
 if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
@@ -93,7 +93,8 @@ def dbt_target_env(backend: str, duckdb_path: str | None = None, postgres_url: s
     duckdb_path
         The DuckDB file (relative paths are under PROMETHEUS_HOME).
     postgres_url
-        libpq URL of the PostgreSQL warehouse.
+        libpq connection string of the PostgreSQL warehouse: a URL (userinfo or query
+        parameters) or a key=value DSN, read by libpq's own parser. Errors name it redacted.
     """
     if backend == "duckdb":
         if not duckdb_path:
@@ -102,16 +103,37 @@ def dbt_target_env(backend: str, duckdb_path: str | None = None, postgres_url: s
     if backend == "postgres":
         if not postgres_url:
             raise WarehouseError("dbt on PostgreSQL needs the warehouse URL")
-        url = urlsplit(postgres_url)
+        from psycopg import Error as PsycopgError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = {k: str(v) for k, v in conninfo_to_dict(postgres_url).items() if v is not None}
+        except PsycopgError as e:
+            raise WarehouseError(f"invalid PostgreSQL warehouse connection string {redact_dsn(postgres_url)}: "
+                                 f"{redact_error(e, postgres_url)}") from None
+        host = params.get("host") or params.get("hostaddr") or "127.0.0.1"
+        port = params.get("port") or "5432"
+        if "," in host or not port.isdigit():
+            # dbt's profile takes one host and a numeric port. Their values are never echoed: they
+            # may be pieces of a password holding an unencoded "/", "@" or "?" that libpq misread.
+            raise WarehouseError(f"dbt needs one PostgreSQL host and a numeric port, which the warehouse "
+                                 f"{redact_dsn(postgres_url)} does not give (percent-encode a password's "
+                                 f"'/', '@' and '?' in a URL)")
+        user = params.get("user") or "postgres"
         return {
             "PROMETHEUS_DBT_TARGET": "postgres",
-            "PROMETHEUS_PG_HOST": url.hostname or "127.0.0.1",
-            "PROMETHEUS_PG_PORT": str(url.port or 5432),
-            "PROMETHEUS_PG_USER": url.username or "postgres",
-            "PROMETHEUS_PG_PASSWORD": url.password or "",
-            "PROMETHEUS_PG_DBNAME": url.path.lstrip("/"),
+            "PROMETHEUS_PG_HOST": host,
+            "PROMETHEUS_PG_PORT": port,
+            "PROMETHEUS_PG_USER": user,
+            "PROMETHEUS_PG_PASSWORD": params.get("password", ""),
+            "PROMETHEUS_PG_DBNAME": params.get("dbname") or user,
         }
     raise WarehouseError(f"backend must be 'duckdb' or 'postgres', was {backend!r}")
+
+
+def target_secrets(target_env: Mapping[str, str]) -> list[str]:
+    """The secrets in ``target_env`` (the PostgreSQL password), to scrub from dbt's output."""
+    return [v for k, v in target_env.items() if "PASSWORD" in k and v]
 
 
 def panel_env(start: date, end: date, market_id: str) -> dict[str, str]:
@@ -172,6 +194,37 @@ def _close_duckdb() -> None:
         env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None  # noqa: SLF001
     if env is not None:
         env.close()
+
+
+def _duckdb_database(target_env: Mapping[str, str]) -> str | None:
+    """The DuckDB file a dbt command on ``target_env`` opens, or None (PostgreSQL, in memory)."""
+    path = target_env.get("PROMETHEUS_DUCKDB_PATH")
+    if target_env.get("PROMETHEUS_DBT_TARGET") != "duckdb" or not path or path == ":memory:":
+        return None
+    return path
+
+
+@contextmanager
+def _warehouse_lock(database: str | None) -> Iterator[None]:
+    """Hold the DuckDB warehouse lock of ``database`` (re-entrant; nothing when None)."""
+    if database is None:
+        yield
+        return
+    from prometheus_lib.storage.lock import warehouse_lock
+
+    with warehouse_lock(database):
+        yield
+
+
+def _raise_if_locked(database: str, texts: Sequence[str]) -> None:
+    """Raise the one-line WarehouseLockedError when dbt-duckdb failed on DuckDB's file lock
+    (a process outside the warehouse lock, say a DuckDB shell, holds the file)."""
+    from prometheus_lib.storage.lock import is_duckdb_lock_error, locked_error
+
+    for text in texts:
+        if is_duckdb_lock_error(text):
+            line = next(ln for ln in text.splitlines() if is_duckdb_lock_error(ln))
+            raise locked_error(database, duckdb_message=line)
 
 
 def _node_name(unique_id: str) -> str:
@@ -283,12 +336,17 @@ class DbtSession:
                 on_node_result(msg_to_dict(msg))
 
         env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **self.target_env, **(window_env or {})}
-        with _DBT_LOCK, _environment(env):
+        # A parse opens no connection; any other command on DuckDB holds the warehouse lock.
+        database = _duckdb_database(self.target_env) if manifest is not None else None
+        with _DBT_LOCK, _environment(env), _warehouse_lock(database):
             try:
                 res = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(args)
             finally:
                 _close_duckdb()
         stderr = "".join(traceback.format_exception(res.exception)) if res.exception is not None else ""
+        # dbt's messages reach the console and Dagster's event log: never with the password.
+        secrets = target_secrets(self.target_env)
+        lines, stderr = [redact_text(line, secrets) for line in lines], redact_text(stderr, secrets)
         results: dict[str, dict[str, Any]] = {}
         run_results = getattr(res.result, "results", None)
         if run_results is not None:
@@ -298,6 +356,8 @@ class DbtSession:
                 out = process_run_result(r).to_dict(omit_none=False)
                 results[_node_name(out["unique_id"])] = out
         returncode = 0 if res.success else 2 if res.exception is not None else 1
+        if database and returncode:
+            _raise_if_locked(database, [stderr, *lines, *(str(r.get("message") or "") for r in results.values())])
         return DbtRun(returncode, "\n".join(lines), stderr, results), res.result
 
 

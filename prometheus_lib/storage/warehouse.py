@@ -13,7 +13,8 @@ import abc
 import contextlib
 import io
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -219,6 +220,9 @@ class Warehouse(abc.ABC):
         start: date,
         end: date,
         scope: Mapping[str, Any] | None = None,
+        *,
+        evict_on: Sequence[str] = (),
+        then: Callable[[Warehouse], Any] | None = None,
     ) -> WriteResult:
         """Replace the partition ``[start, end]`` (narrowed by ``scope``) of ``table`` with ``frame``.
 
@@ -236,6 +240,14 @@ class Warehouse(abc.ABC):
         scope
             Values of the table's scope columns this write owns (for example
             ``{"market_id": "US_EQ"}``); rows of other scopes are untouched.
+        evict_on
+            Columns identifying a row wherever it is dated (for quarantine rows: asset, file,
+            line). Rows of the scope outside the partition that match a row of ``frame`` on
+            them are deleted too: a row that moved to another partition does not stay behind
+            in the old one (where it would also clash with a key that omits the date).
+        then
+            Called with this warehouse inside the transaction, after the load (tidying rows
+            that depend on the replaced ones, in the same commit).
 
         Raises
         ------
@@ -252,7 +264,7 @@ class Warehouse(abc.ABC):
         scope = dict(scope or {})
         data = conform(t, frame)
         _check_partition(t, data, start, end, scope)
-        return self._replace(t, data, start, end, scope)
+        return self._replace(t, data, start, end, scope, tuple(evict_on), then)
 
     def replace_table(self, table: str, frame: pl.DataFrame, scope: Mapping[str, Any] | None = None) -> WriteResult:
         """Replace every row of ``table`` (or of its ``scope``) with ``frame`` in one transaction."""
@@ -262,14 +274,19 @@ class Warehouse(abc.ABC):
         _check_partition(t, data, None, None, scope)
         return self._replace(t, data, None, None, scope)
 
-    def _replace(self, t: Table, data: pl.DataFrame, start: date | None, end: date | None, scope: dict[str, Any]) -> WriteResult:
+    def _replace(self, t: Table, data: pl.DataFrame, start: date | None, end: date | None, scope: dict[str, Any],
+                 evict_on: tuple[str, ...] = (), then: Callable[[Warehouse], Any] | None = None) -> WriteResult:
         where, params = _where(t, start, end, scope, self.placeholder)
         try:
             with self.transaction():
                 deleted = self._count(t, where, params)
                 self.execute(f"DELETE FROM {t.qualified_name}{where}", params)
+                if evict_on and data.height:
+                    deleted += self._evict(t, data, scope, evict_on)
                 if data.height:
                     self._bulk_insert(t, data)
+                if then is not None:
+                    then(self)
                 self._before_commit(t)
         except WarehouseError:
             raise
@@ -277,6 +294,26 @@ class Warehouse(abc.ABC):
             raise WarehouseError(f"writing {t.qualified_name} failed and was rolled back: {e}") from e
         self._after_write(t)
         return WriteResult(t.name, deleted, data.height, start, end)
+
+    def _evict(self, t: Table, data: pl.DataFrame, scope: dict[str, Any], columns: tuple[str, ...]) -> int:
+        """Delete rows of ``scope`` matching a row of ``data`` on ``columns`` (inside the open transaction)."""
+        *fixed, last = [_check_ident(t.column(c).name) for c in columns]
+        keys = data.select(columns).unique()
+        groups = (keys.group_by(fixed, maintain_order=True).agg(pl.col(last)) if fixed
+                  else pl.DataFrame({last: [keys[last].to_list()]}))
+        evicted = 0
+        for group in groups.iter_rows(named=True):
+            values = group[last]
+            for i in range(0, len(values), 500):
+                chunk = values[i:i + 500]
+                where, params = _where(t, None, None, {**scope, **{c: group[c] for c in fixed}}, self.placeholder)
+                where += f" AND {last} IN ({', '.join([self.placeholder] * len(chunk))})"
+                params += chunk
+                n = self._count(t, where, params)
+                if n:
+                    self.execute(f"DELETE FROM {t.qualified_name}{where}", params)
+                    evicted += n
+        return evicted
 
     def _after_write(self, table: Table) -> None:
         """Hook run after a committed write (PostgreSQL refreshes planner statistics)."""
@@ -328,26 +365,65 @@ class DuckDBWarehouse(Warehouse):
         Database file; its folder is created. ``":memory:"`` for a throwaway database.
     threads, memory_limit
         Optional DuckDB settings.
+    lock_wait
+        Seconds to wait for another process holding the file (None: ``PROMETHEUS_LOCK_WAIT``,
+        default 0).
+
+    DuckDB admits one writing process per file. Opening takes the warehouse lock
+    (:mod:`prometheus_lib.storage.lock`; re-entrant, so free inside a command or run that holds
+    it) and ``close`` gives it back; a file held by another process, ours or not, raises
+    :class:`~prometheus_lib.errors.WarehouseLockedError` naming it, never DuckDB's IO Error.
     """
 
     dialect = "duckdb"
 
-    def __init__(self, path: str | Path, threads: int | None = None, memory_limit: str | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, memory_limit: str | None = None,
+                 lock_wait: float | None = None) -> None:
         import duckdb
 
+        from prometheus_lib.storage import lock
+
         self._path = str(path)
+        self._locked = False
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire(self._path, wait=lock_wait)
+            self._locked = True
         try:
-            self._con = duckdb.connect(self._path)
-        except duckdb.IOException as e:
-            raise WarehouseError(f"cannot open DuckDB warehouse {self._path}: {e}") from e
+            self._con = self._connect(duckdb, lock.lock_wait_seconds() if lock_wait is None else lock_wait)
+        except BaseException:
+            self._release_lock()
+            raise
         self._con.execute("SET TimeZone = 'UTC'").complete()
         if threads:
             self._con.execute(f"SET threads = {int(threads)}").complete()
         if memory_limit:
             self._con.execute("SET memory_limit = ?", [memory_limit]).complete()
         self._depth = 0
+
+    def _connect(self, duckdb: Any, wait: float) -> Any:
+        """Connect, waiting up to ``wait`` s for a process outside the warehouse lock (say a DuckDB shell)."""
+        from prometheus_lib.storage import lock
+
+        t0 = time.monotonic()
+        while True:
+            try:
+                return duckdb.connect(self._path)
+            except duckdb.IOException as e:
+                if not lock.is_duckdb_lock_error(e):
+                    raise WarehouseError(f"cannot open DuckDB warehouse {self._path}: {e}") from e
+                waited = time.monotonic() - t0
+                if waited >= wait:
+                    # from None: the one-line error is the whole story (no DuckDB IO Error as its cause)
+                    raise lock.locked_error(self._path, waited if wait > 0 else 0.0, str(e)) from None
+                time.sleep(0.2)
+
+    def _release_lock(self) -> None:
+        if self._locked:
+            from prometheus_lib.storage import lock
+
+            self._locked = False
+            lock.release(self._path)
 
     @property
     def location(self) -> str:
@@ -395,6 +471,13 @@ class DuckDBWarehouse(Warehouse):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._con.close()
+        self._release_lock()
+
+    def __del__(self) -> None:
+        # A warehouse dropped without close() must not keep the file locked for the process's life.
+        if getattr(self, "_locked", False):
+            with contextlib.suppress(Exception):
+                self.close()
 
 
 # ==================================================================== PostgreSQL
@@ -408,7 +491,9 @@ class PostgresWarehouse(Warehouse):
     Parameters
     ----------
     url
-        A libpq URL, for example ``postgresql://postgres@127.0.0.1:5432/prometheus``.
+        A libpq connection string: a URL, for example
+        ``postgresql://postgres@127.0.0.1:5432/prometheus``, or a key=value DSN. Its password
+        never reaches :attr:`location` or an error message (``prometheus_lib.security``).
     """
 
     dialect = "postgres"
@@ -417,17 +502,25 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, url: str) -> None:
         import psycopg
 
+        from prometheus_lib.security import redact_error
+
         self._url = url
         try:
             self._con = psycopg.connect(url, autocommit=True)
         except psycopg.Error as e:
-            raise WarehouseError(f"cannot connect to PostgreSQL warehouse {self.location}: {e}") from e
+            # libpq's message can echo the connection string (or pieces of a misparsed password):
+            # only its redacted text travels, and not the driver's exception (from None).
+            raise WarehouseError(f"cannot connect to PostgreSQL warehouse {self.location}: "
+                                 f"{redact_error(e, url)}") from None
         self._con.execute("SET TIME ZONE 'UTC'")
         self._tx: Any = None
 
     @property
     def location(self) -> str:
-        return re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", self._url)
+        """The connection string with its password (every form of it) replaced by ``***``."""
+        from prometheus_lib.security import redact_dsn
+
+        return redact_dsn(self._url)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._con.execute(sql, list(params) or None)
