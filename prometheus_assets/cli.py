@@ -12,6 +12,17 @@
     prometheus ui [--port 3000]               the Dagster webserver + daemon on localhost
     prometheus migrate                        apply warehouse migrations
     prometheus instance                       print where things live
+    prometheus gc [--keep-days N] [--drop-latest] [--dry-run]
+                                              delete finished Dagster runs past the retention (not
+                                              those holding an asset partition's latest
+                                              materialisation), VACUUM, print sizes before/after
+
+Every command first marks failed the runs of this host whose process died (see run_hygiene).
+
+On DuckDB a command that writes holds the warehouse lock from start to end
+(``prometheus_lib.storage.lock``): a second one is refused before anything starts, in one line
+naming the first (pid, command, since when), or with ``--wait SECONDS`` (``PROMETHEUS_LOCK_WAIT``)
+waits that long for it. PostgreSQL takes no lock: runs of different run ids go side by side.
 
 Runs go through the persistent Dagster instance under ``$DAGSTER_HOME`` (default
 ``$PROMETHEUS_HOME/dagster``), so they show in the UI.
@@ -33,8 +44,12 @@ from typing import Any
 import yaml
 
 from prometheus_lib.config.home import REPO_ROOT, prometheus_home
+from prometheus_lib.errors import PrometheusError
 
 PG_ENV = "DAGSTER_PG_HOST"
+ALLOW_EMPTY_HELP = ("let a source that yields no rows for the range (or drops an instrument that has rows there) "
+                    "replace the stored rows; refused otherwise")
+DEBUG_ENV = "PROMETHEUS_DEBUG"  # set by --debug: tracebacks of user errors and failed steps
 
 
 # ---------------------------------------------------------------- Dagster home
@@ -42,24 +57,37 @@ def dagster_home() -> Path:
     """Set up ``$DAGSTER_HOME`` (default ``$PROMETHEUS_HOME/dagster``) with its dagster.yaml.
 
     The repository's ``dagster.yaml`` holds the instance settings and the PostgreSQL storage
-    read from ``DAGSTER_PG_*`` variables. When ``DAGSTER_PG_HOST`` is unset the storage block
-    is replaced by SQLite storage under DAGSTER_HOME (Dagster's usual files) whose event log is
+    read from ``DAGSTER_PG_*`` variables. When ``DAGSTER_PG_HOST`` is unset the storage blocks
+    are replaced by SQLite storage under DAGSTER_HOME (Dagster's usual files) whose event log is
     ``PrometheusSqliteEventLogStorage`` (reused connections, ``synchronous=NORMAL``).
     """
     home = Path(os.environ.get("DAGSTER_HOME") or prometheus_home() / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     settings = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    settings.pop("prometheus", None)  # run retention, read by `prometheus gc`: not a Dagster setting
     if not os.environ.get(PG_ENV):
         from prometheus_assets.storage import sqlite_storage_settings
 
         settings.pop("storage", None)
         settings.update(sqlite_storage_settings(str(home)))
+    if _warehouse_backend() == "duckdb":
+        # DuckDB has one writing process at a time (the warehouse lock): the UI's queue launches
+        # one run at a time, and queues the next instead of failing its steps on the lock.
+        settings.setdefault("run_queue", {})["max_concurrent_runs"] = 1
     target = home / "dagster.yaml"
     text = "# Written by `prometheus` from the repository's dagster.yaml; edit that file instead.\n" + yaml.safe_dump(settings, sort_keys=False)
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
     return home
+
+
+def _warehouse_backend() -> str:
+    """The warehouse backend ("duckdb" or "postgres") this configuration writes to."""
+    from prometheus_lib.config import load_config
+    from prometheus_lib.storage.factory import resolve_backend
+
+    return resolve_backend(load_config().warehouse)
 
 
 def configure_event_bookkeeping() -> None:
@@ -119,9 +147,39 @@ def run_range(job_name: str, start: date, end: date, instance=None, tags: dict[s
     instance = instance or _instance()
     validate_range(job_name, start, end, instance)
     job = defs.resolve_job_def(job_name)
+    from prometheus_assets.run_hygiene import owner_tags
+
     run_tags = {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat(), **(tags or {})}
-    quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("PROMETHEUS_LOG_LEVEL", "WARNING")}}}}
+    # This process owns the run: if it dies (kill -9), the next command or the daemon fails the run.
+    run_tags.update(owner_tags())
+    # Dagster's console logger prints a failed step's whole traceback at ERROR: quiet unless
+    # asked (--debug or PROMETHEUS_LOG_LEVEL); the command prints each failure in one line.
+    level = os.environ.get("PROMETHEUS_LOG_LEVEL") or ("WARNING" if os.environ.get(DEBUG_ENV) else "CRITICAL")
+    quiet = {"loggers": {"console": {"config": {"log_level": level}}}}
     return job.execute_in_process(run_config=quiet, instance=instance, tags=run_tags, raise_on_error=False), dg
+
+
+def failure_lines(result) -> list[str]:
+    """One line per failed step of a run: the step and the innermost error's message.
+
+    Dagster wraps an op's exception (``DagsterExecutionStepExecutionError: Error occurred while
+    executing op ...``); the user's error is the innermost cause, and its first line names the
+    culprit.
+    """
+    lines = []
+    for ev in result.all_events:
+        if ev.event_type_value != "STEP_FAILURE":
+            continue
+        error = ev.event_specific_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        message = (error.message if error is not None else "unknown error").strip()
+        first = message.splitlines()[0] if message else "unknown error"
+        # "module.ErrorClass: message" -> "ErrorClass: message"
+        head, sep, rest = first.partition(": ")
+        first = f"{head.rsplit('.', 1)[-1]}{sep}{rest}"
+        lines.append(f"step {ev.step_key} failed: {first}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -184,6 +242,7 @@ def summarise(runs: list[MarketRun]) -> tuple[str, bool]:
 
     market_ids = [r.market_id for r in runs]
     lines = [r.headline() for r in runs]
+    lines += [f"  {line}" for r in runs for line in failure_lines(r.result)]
     with open_defs_warehouse(defs) as wh:
         location = wh.location
         counts = _row_counts(wh, market_ids)
@@ -227,24 +286,26 @@ def _parse_markets(value: str) -> list[str]:
     return ids
 
 
-def _run_market(market_id: str, base_job: str, start: date, end: date) -> MarketRun:
+def _run_market(market_id: str, base_job: str, start: date, end: date, allow_empty: bool = False) -> MarketRun:
+    from prometheus_assets.assets.ingestion import ALLOW_EMPTY_TAG
     from prometheus_assets.definitions import market_job_name
     from prometheus_lib.config import load_config
 
     job_name = market_job_name(load_config(), base_job, market_id)
+    tags = {"prometheus/command": base_job, **({ALLOW_EMPTY_TAG: "1"} if allow_empty else {})}
     t0 = time.perf_counter()
-    result, _ = run_range(job_name, start, end, tags={"prometheus/command": base_job})
+    result, _ = run_range(job_name, start, end, tags=tags)
     return MarketRun(market_id, job_name, start, end, result, time.perf_counter() - t0)
 
 
-def _run_and_report(base_job: str, start: date, end: date, market_id: str | None = None) -> int:
+def _run_and_report(base_job: str, start: date, end: date, market_id: str | None = None, allow_empty: bool = False) -> int:
     """Run a market's ``base_job`` over the range, print the summary; exit 1 if the run or an ERROR check failed."""
     from prometheus_lib.config import load_config
 
     config = load_config()
     market_id = market_id or config.primary_market
     _check_markets(config, [market_id], "--market")
-    text, healthy = summarise([_run_market(market_id, base_job, start, end)])
+    text, healthy = summarise([_run_market(market_id, base_job, start, end, allow_empty)])
     print(text)
     return 0 if healthy else 1
 
@@ -281,7 +342,7 @@ def cmd_main(args: argparse.Namespace) -> int:
         if not sessions:
             print(f"  {market.market_id}: no {market.calendar} session in {start}..{end}, skipped", flush=True)
             continue
-        run = _run_market(market.market_id, "main", sessions[0], sessions[-1])
+        run = _run_market(market.market_id, "main", sessions[0], sessions[-1], args.allow_empty)
         print(f"  {run.headline()}", flush=True)
         runs.append(run)
     runs.sort(key=lambda r: r.market_id != config.primary_market)  # the summary lists the primary first
@@ -303,71 +364,19 @@ def cmd_main(args: argparse.Namespace) -> int:
         print(f"\nNo backtest: {len(sessions)} sessions is not enough for the strategy's {warmup}-session warm-up.")
         return code
     print(f"\nBacktesting {strategy.strategy_id} over {sessions[warmup]}..{end} (after a {warmup}-session warm-up) ...", flush=True)
-    return _backtest(strategy.strategy_id, sessions[warmup], end, None) or code
+    from prometheus_assets.backtest_command import run_backtest_command
 
-
-def backtest_run_id(strategy_id: str, start: date, end: date) -> str:
-    """The run id ``prometheus backtest`` uses when none is given: strategy, range and config hash."""
-    from prometheus_assets.assets.strategy import default_run_id
-    from prometheus_lib.config import load_config
-
-    return f"{default_run_id(load_config().strategy(strategy_id))}-{start:%Y%m%d}-{end:%Y%m%d}"
-
-
-def _backtest(strategy_id: str, start: date, end: date, run_id: str | None) -> int:
-    from prometheus_assets.assets.strategy import RUN_ID_TAG, run_performance
-    from prometheus_assets.definitions import backtest_job_name, defs, open_defs_warehouse
-    from prometheus_lib.analytics import format_tear_sheet, write_report
-    from prometheus_lib.backtest.runner import delete_run
-    from prometheus_lib.config import load_config
-
-    config = load_config()
-    try:
-        strategy = config.strategy(strategy_id)
-    except KeyError as e:
-        raise SystemExit(f"prometheus: --strategy: {e.args[0]}") from None
-    run_id = run_id or backtest_run_id(strategy_id, start, end)
-    with open_defs_warehouse(defs) as wh:
-        removed = delete_run(wh, run_id)
-    t0 = time.perf_counter()
-    result, _ = run_range(backtest_job_name(strategy_id), start, end,
-                          tags={RUN_ID_TAG: run_id, "prometheus/command": "backtest"})
-    seconds = time.perf_counter() - t0
-    if not result.success:
-        for ev in result.all_events:
-            if ev.event_type_value == "STEP_FAILURE":
-                print(f"prometheus: step {ev.step_key} failed: {ev.event_specific_data.error.message.strip()}", file=sys.stderr)
-        print(f"prometheus: backtest run {result.run_id} FAILED after {seconds:.1f} s", file=sys.stderr)
-        return 1
-    with open_defs_warehouse(defs) as wh:
-        dates, curve, bench_curve, metrics = run_performance(wh, strategy, run_id)
-        counts = {t: wh.row_count(t, scope={"run_id": run_id}) for t in ("orders", "fills", "backtest_trades")}
-    report_base = prometheus_home() / "reports" / run_id
-    paths = write_report(report_base, dates=dates, equity=curve[1:],
-                         benchmark_equity=bench_curve[1:] if bench_curve is not None else None,
-                         metrics=metrics, title=f"{strategy_id} backtest {dates[0]}..{dates[-1]}")
-    extra = {
-        "Run id": run_id,
-        "Dagster run": result.run_id,
-        "Wall time": f"{seconds:.1f} s ({len(dates)} sessions, 2 assets)",
-        "Orders / fills": f"{counts['orders']:,} / {counts['fills']:,}",
-        "Final equity": f"{curve[-1]:,.0f} (from {curve[0]:,.0f})",
-        "Benchmark": strategy.benchmark_factor,
-    }
-    if removed:
-        extra["Replaced"] = f"{removed:,} rows of an earlier run with this id"
-    print(format_tear_sheet(metrics, title=f"{strategy_id} backtest", start=dates[0], end=dates[-1],
-                            sessions=len(dates), extra=extra))
-    print("Report: " + ", ".join(str(p) for p in paths))
-    return 0
+    return run_backtest_command(strategy.strategy_id, sessions[warmup], end, None) or code
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    return _backtest(args.strategy, args.start, args.end, args.run_id)
+    from prometheus_assets.backtest_command import run_backtest_command
+
+    return run_backtest_command(args.strategy, args.start, args.end, args.run_id)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    return _run_and_report("ingest", args.start, args.end, args.market)
+    return _run_and_report("ingest", args.start, args.end, args.market, args.allow_empty)
 
 
 def cmd_panels(args: argparse.Namespace) -> int:
@@ -401,15 +410,40 @@ def cmd_instance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from prometheus_assets.run_hygiene import check_keep_days, collect_garbage, retention_days
+
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    from prometheus_assets.run_hygiene import LIVE_STATUSES
+
+    keep_days = retention_days() if args.keep_days is None else check_keep_days(args.keep_days)
+    instance = _instance()
+    try:
+        # VACUUM holds SQLite's write lock for as long as it takes (longer than Dagster's busy
+        # timeout on a large index.db): never while a run is writing its events.
+        live = instance.get_runs_count(RunsFilter(statuses=list(LIVE_STATUSES)))
+        if live:
+            print(f"{live} run(s) in progress: runs are collected, VACUUM is left for a later gc", flush=True)
+        report = collect_garbage(instance, keep_days, drop_latest=args.drop_latest, dry_run=args.dry_run,
+                                 vacuum=not live, progress=lambda line: print(line, flush=True))
+    finally:
+        instance.dispose()
+    print("\n".join(report.lines()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``prometheus`` command."""
     p = argparse.ArgumentParser(prog="prometheus", description="Prometheus trading platform")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("main", help="run the main job of every market with data, backtest, print a summary")
     m.add_argument("--start", type=_parse_date)
     m.add_argument("--end", type=_parse_date)
     m.add_argument("--years", type=int, default=2)
     m.add_argument("--no-backtest", action="store_true", help="stop after the data runs")
+    m.add_argument("--allow-empty", action="store_true", help=ALLOW_EMPTY_HELP)
     m.add_argument("--markets", type=_parse_markets, default=None,
                    help="markets to run, comma-separated (default: every market with data, e.g. US_EQ,EU_EQ,JP_EQ)")
     m.set_defaults(fn=cmd_main)
@@ -423,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--start", type=_parse_date, required=True)
     i.add_argument("--end", type=_parse_date, required=True)
     i.add_argument("--market", help="market with data (default: the primary market); dates are its sessions")
+    i.add_argument("--allow-empty", action="store_true", help=ALLOW_EMPTY_HELP)
     i.set_defaults(fn=cmd_ingest)
     pn = sub.add_parser("panels", help="rebuild the dbt panels of a session range as one run")
     pn.add_argument("--start", type=_parse_date, required=True)
@@ -435,7 +470,45 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(fn=cmd_ui)
     sub.add_parser("migrate", help="apply warehouse migrations").set_defaults(fn=cmd_migrate)
     sub.add_parser("instance", help="print where things live").set_defaults(fn=cmd_instance)
+    g = sub.add_parser("gc", help="delete finished Dagster runs past the retention, VACUUM, print sizes")
+    g.add_argument("--keep-days", metavar="N", default=None,
+                   help="keep runs that ended in the last N days (default: prometheus.run_retention_days in dagster.yaml)")
+    g.add_argument("--drop-latest", action="store_true",
+                   help="also delete old runs holding the latest materialisation of an asset partition "
+                        "(the UI then loses those partitions' status)")
+    g.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    g.set_defaults(fn=cmd_gc)
+    for name, command in sub.choices.items():
+        if name not in LOCK_FREE_COMMANDS:
+            command.add_argument("--wait", metavar="SECONDS", default=None,
+                                 help="DuckDB: wait up to SECONDS for another command holding the warehouse "
+                                      "(default: PROMETHEUS_LOCK_WAIT, else 0: refuse at once)")
     return p
+
+
+# Commands that never open the warehouse; every other one holds it (DuckDB) while it runs.
+LOCK_FREE_COMMANDS = frozenset({"ui", "instance", "gc"})
+
+
+def warehouse_command_lock(args: argparse.Namespace, argv: list[str]):
+    """The DuckDB warehouse lock for a whole writing command (``prometheus_lib.storage.lock``).
+
+    Taken before anything starts, so a second command is refused (or waits ``--wait`` seconds,
+    saying for whom) rather than failing at a random step; nothing on PostgreSQL, where runs
+    of different run ids go side by side.
+    """
+    import contextlib
+
+    if args.command in LOCK_FREE_COMMANDS:
+        return contextlib.nullcontext()
+    from prometheus_lib.config import load_config
+    from prometheus_lib.storage.factory import command_lock
+    from prometheus_lib.storage.lock import LOCK_WAIT_ENV, lock_wait_seconds
+
+    wait = lock_wait_seconds(args.wait)
+    os.environ[LOCK_WAIT_ENV] = f"{wait:g}"  # the bound of every open inside the command, too
+    return command_lock(load_config().warehouse, " ".join(["prometheus", *argv]), wait,
+                        on_wait=lambda line: print(f"prometheus: {line}", file=sys.stderr, flush=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -448,10 +521,52 @@ def main(argv: list[str] | None = None) -> int:
     # platform relies on them deliberately, so the CLI does not repeat the notice on every run.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    args = build_parser().parse_args(argv)
-    dagster_home()
-    configure_event_bookkeeping()
-    return int(args.fn(args) or 0)
+    # --debug is accepted anywhere on the line (before or after the sub-command).
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
+    from prometheus_lib.storage.lock import LOCK_WAIT_ENV
+
+    # The command's own settings travel to the code it calls in environment variables; an
+    # in-process caller (a test, a notebook) gets its environment back afterwards.
+    saved = {k: os.environ.get(k) for k in (DEBUG_ENV, LOCK_WAIT_ENV)}
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"
+    try:
+        dagster_home()
+        configure_event_bookkeeping()
+        # Runs of this host whose process died (kill -9, OOM) are marked failed before anything
+        # else (not by a dry run, which changes nothing).
+        from prometheus_assets.run_hygiene import reap_at_start
+
+        if not getattr(args, "dry_run", False):
+            reap_at_start(_instance)
+        with warehouse_command_lock(args, [a for a in argv if a != "--debug"]):
+            return int(args.fn(args) or 0)
+    except PrometheusError as e:
+        # A user error (config, argument, missing data, lock held): one line naming the
+        # culprit, no traceback unless --debug.
+        if args.debug:
+            raise
+        for line in error_lines(e):
+            print(f"prometheus: {line}", file=sys.stderr)
+        return 2
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def error_lines(error: BaseException, limit: int = 10) -> list[str]:
+    """A user error as lines of one culprit each (a config file with three bad keys gives three
+    lines), at most ``limit`` of them."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()] or [type(error).__name__]
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"... and {len(lines) - limit} more"]
+    return lines
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def warehouse_from_config(config: PlatformConfig) -> WarehouseResource:
     wc = config.warehouse
     if resolve_backend(wc) == "postgres":
         return WarehouseResource(backend="postgres", postgres_url=dg.EnvVar(wc.postgres.url_env))
-    return WarehouseResource(backend="duckdb", duckdb_path=wc.duckdb.path)
+    return WarehouseResource(backend="duckdb", duckdb_path=wc.duckdb.path,
+                             duckdb_threads=wc.duckdb.threads, duckdb_memory_limit=wc.duckdb.memory_limit)
 
 
 def sessions_partitions_def(config: PlatformConfig, market_id: str | None = None) -> dg.TimeWindowPartitionsDefinition:

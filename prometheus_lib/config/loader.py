@@ -100,6 +100,13 @@ def _key_path(loc: tuple[Any, ...], data: Any) -> str:
     return "".join(parts) or "<root>"
 
 
+def _shown(value: Any) -> str:
+    """A bad value as the user wrote it: dates in ISO form, other values as their repr."""
+    from datetime import date as _date
+
+    return value.isoformat() if isinstance(value, _date) else repr(value)
+
+
 def _format_errors(path: Path, error: ValidationError, data: Any) -> str:
     lines = []
     for e in error.errors(include_url=False):
@@ -108,7 +115,7 @@ def _format_errors(path: Path, error: ValidationError, data: Any) -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         value = e.get("input")
-        shown = "" if e["type"] == "missing" else f" (was {value!r})"
+        shown = "" if e["type"] == "missing" else f" (was {_shown(value)})"
         if isinstance(value, dict):
             shown = ""
         elif e["loc"] and _SECRET_KEY.search(str(e["loc"][-1])):
@@ -117,14 +124,34 @@ def _format_errors(path: Path, error: ValidationError, data: Any) -> str:
     return "\n".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key (YAML says keys are unique;
+    PyYAML would silently keep the last value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first})", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path) -> Any:
-    """Read one YAML file, raising ConfigError naming the file on syntax errors."""
+    """Read one YAML file, raising ConfigError naming the file on syntax errors and duplicated keys."""
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(f"{path}: {where}invalid YAML: {e.problem or e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     return {} if data is None else data

@@ -49,6 +49,33 @@ class DataSourceConfig(FrozenModel):
         return self
 
 
+class DataLimitsConfig(FrozenModel):
+    """Bounds on a market's input data, applied at ingestion (``data_limits`` of a market).
+
+    ``min_price``/``max_price``: the plausible range of any price (open, high, low, close,
+    adjusted close) in the market's currency; an imported row outside it, or not finite, is
+    quarantined with its line, field and reason, and no provider's frame holding one is written.
+    ``max_daily_move``: the ``price_jumps`` check (WARN, never a rejection) flags an adjusted
+    close above ``1 + max_daily_move`` or below ``1 / (1 + max_daily_move)`` times the
+    instrument's previous close (1.5: a rise over +150 % or a fall over -60 %).
+    ``max_identifier_length``: longest ticker (and master instrument/issuer id) accepted; a
+    longer one, or one with a control character, is quarantined. ``max_line_bytes``: longest CSV
+    line read; a longer one is quarantined by number without being held in memory.
+    """
+
+    min_price: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-6
+    max_price: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e8
+    max_daily_move: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.5
+    max_identifier_length: Annotated[int, Field(ge=1, le=256)] = 32
+    max_line_bytes: Annotated[int, Field(ge=256, le=1 << 30)] = 65_536
+
+    @model_validator(mode="after")
+    def _check_range(self) -> DataLimitsConfig:
+        if self.min_price >= self.max_price:
+            raise ValueError(f"min_price ({self.min_price}) must be < max_price ({self.max_price})")
+        return self
+
+
 class MarketConfig(FrozenModel):
     """One market: its exchange calendar, daily-cycle windows and data source."""
 
@@ -62,6 +89,7 @@ class MarketConfig(FrozenModel):
     post_close_minutes: Annotated[int, Field(ge=0, le=720)] = 180
     history_start: date = date(2015, 1, 2)
     data_source: DataSourceConfig = DataSourceConfig()
+    data_limits: DataLimitsConfig = DataLimitsConfig()
 
     @field_validator("calendar")
     @classmethod
@@ -71,6 +99,16 @@ class MarketConfig(FrozenModel):
         names = xcals.get_calendar_names(include_aliases=True)
         if value not in names:
             raise ValueError(f"unknown exchange calendar {value!r}; e.g. XNYS, XETR, XTKS, CMES, 24/5")
+        return value
+
+    @field_validator("history_start")
+    @classmethod
+    def _history_starts_in_the_past(cls, value: date) -> date:
+        from datetime import datetime, timezone
+
+        today = datetime.now(timezone.utc).date()
+        if not date(1970, 1, 1) <= value <= today:
+            raise ValueError(f"must lie between 1970-01-01 and today ({today}): a history cannot start in the future")
         return value
 
 
@@ -146,14 +184,15 @@ class ExecutionConfig(FrozenModel):
 class BaselineStrategyConfig(FrozenModel):
     """The baseline scoring: momentum (12-1) and low volatility, z-scored and combined.
 
-    The score is ``momentum_weight * z(momentum) - low_vol_weight * z(vol_63d)``; candidates
+    The score is ``momentum_weight * z(momentum) - low_vol_weight * z(vol_63d)``, both read from
+    the factor panel (``instrument_factors_daily``: MOM is 12-1 momentum, 252 sessions skipping
+    the last 21, LOWVOL the log 63-session volatility; their windows are the panel's, so there
+    is no momentum window here to set); candidates
     need ``min_history_sessions`` of prices and an average daily traded value over
     ``liquidity_window`` sessions of at least ``min_adv_value``. Weights are inverse
     volatility, capped at the strategy's ``max_position_weight``.
     """
 
-    momentum_lookback: PositiveInt = 252
-    momentum_skip: Annotated[int, Field(ge=0)] = 21
     momentum_weight: Annotated[float, Field(ge=0)] = 1.0
     low_vol_weight: Annotated[float, Field(ge=0)] = 1.0
     liquidity_window: PositiveInt = 21
@@ -164,10 +203,6 @@ class BaselineStrategyConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _check_windows(self) -> BaselineStrategyConfig:
-        if self.momentum_skip >= self.momentum_lookback:
-            raise ValueError(
-                f"momentum_skip ({self.momentum_skip}) must be < momentum_lookback ({self.momentum_lookback})"
-            )
         if self.momentum_weight == 0 and self.low_vol_weight == 0:
             raise ValueError("momentum_weight and low_vol_weight cannot both be 0")
         return self
