@@ -252,7 +252,8 @@ def _leftovers(reports: Path, run_id: str, keep: str | None) -> list[Path]:
     prefix = f".{run_id}{_VERSION_SEP}"
     if not reports.is_dir():
         return []
-    return [p for p in reports.iterdir() if p.name.startswith(prefix) and p.name != keep]
+    aside = f"{prefix}old-"  # a real folder that stood at reports/<run id>: moved aside, never deleted
+    return [p for p in reports.iterdir() if p.name.startswith(prefix) and p.name != keep and not p.name.startswith(aside)]
 
 
 def publish_report(reports: Path, run_id: str, version: str) -> Path:

@@ -270,6 +270,19 @@ def acquire(
         return holder
 
 
+def _forget_in_child() -> None:
+    """After ``fork`` the child holds nothing: the parent's holds are the parent's (closing the
+    child's copies of the descriptors leaves the parent's flock in place)."""
+    for held in _HELD.values():
+        with contextlib.suppress(OSError):
+            os.close(held.fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def release(database: str | Path) -> None:
     """Give back one hold of the lock; the last one empties the holder line and unlocks."""
     key = _key(database)

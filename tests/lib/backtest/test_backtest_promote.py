@@ -341,3 +341,20 @@ def test_discard_report_with_unpublished_version_removes_it_and_never_the_publis
     assert _published(reports) == "first"
     assert sorted(p.name for p in reports.iterdir()) == [f".{RUN_ID}~v1", RUN_ID]
     assert os.readlink(reports / RUN_ID) == f".{RUN_ID}~v1"
+
+
+def test_publish_report_over_a_real_folder_moves_it_aside_and_keeps_it(tmp_path: Path) -> None:
+    # Arrange: a folder someone made at reports/<run id>
+    reports = tmp_path / "reports"
+    own = reports / "RUN_X"
+    own.mkdir(parents=True)
+    (own / "notes.txt").write_text("mine")
+    (rerun.stage_report(reports, "RUN_X", "v1") / "report.html").write_text("<html/>")
+
+    # Act
+    link = rerun.publish_report(reports, "RUN_X", "v1")
+
+    # Assert: the run id names the new report; the folder survives beside it
+    assert link.is_symlink() and (link / "report.html").read_text() == "<html/>"
+    aside = [p for p in reports.iterdir() if p.name.startswith(".RUN_X~old-")]
+    assert len(aside) == 1 and (aside[0] / "notes.txt").read_text() == "mine"

@@ -215,3 +215,25 @@ def test_lock_wait_seconds_reads_the_environment_and_rejects_nonsense(monkeypatc
         lock.lock_wait_seconds()
     with pytest.raises(ConfigError, match="--wait: expected a number of seconds >= 0, was '-1'"):
         lock.lock_wait_seconds("-1")
+
+
+def test_forked_child_holds_nothing_and_leaves_the_parents_lock_and_line(tmp_path: Path) -> None:
+    # Arrange
+    db = tmp_path / "prometheus.duckdb"
+    lock.acquire(db, command="parent command")
+    try:
+        # Act: a child forked while the parent holds the lock gives "its" hold back
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 0 if not lock.held_here(db) else 1
+            lock.release(db)
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+
+        # Assert: the child knew it held nothing; the parent still holds the lock and its line
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert lock.held_here(db) and not _other_process_can_lock(db)
+        assert lock.read_holder(db).command == "parent command"
+    finally:
+        lock.release(db)
+    assert _other_process_can_lock(db)
