@@ -104,10 +104,24 @@ def configure_event_bookkeeping() -> None:
 
 
 def _instance():
+    """The persistent Dagster instance under ``$DAGSTER_HOME``.
+
+    Opening it creates and migrates its SQLite storage on first use; two commands started
+    together on a fresh home would both create the same tables (``alembic_version`` "more than
+    one head", "table ... already exists"). A kernel file lock serialises the opening: the
+    second waits the fraction of a second the first takes, and the lock dies with its holder.
+    """
+    import fcntl
+
     import dagster as dg
 
-    dagster_home()
-    return dg.DagsterInstance.get()
+    home = dagster_home()
+    with open(home / ".instance.lock", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            return dg.DagsterInstance.get()
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------- runs

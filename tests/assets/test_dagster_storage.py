@@ -73,3 +73,23 @@ def test_range_run_with_tuned_storage_records_every_partition_and_another_proces
     assert len(materialised) == 91
     assert other.returncode == 0, other.stderr
     assert other.stdout.split() == ["91", "1"]
+
+
+def test_commands_started_together_on_a_fresh_home_both_open_the_instance(tmp_path: Path) -> None:
+    # Arrange: a fresh home each round (the storage is created by the first opening)
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PROMETHEUS_"))}
+    outcomes = []
+    for round_ in range(3):
+        home = tmp_path / f"home{round_}"
+        run_env = {**env, "PROMETHEUS_HOME": str(home)}
+
+        # Act: two commands that open the instance, started at once
+        procs = [subprocess.Popen([str(bin_dir / "prometheus"), "gc", "--dry-run", "--keep-days", "1"],
+                                  env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(2)]
+        outcomes += [(p.wait(timeout=120), p.stdout.read()) for p in procs]
+
+    # Assert: no storage-creation race ("more than one head", "already exists", UNIQUE failed)
+    for code, output in outcomes:
+        assert code == 0 and "Traceback" not in output, output
