@@ -170,7 +170,15 @@ def run_range(job_name: str, start: date, end: date, instance=None, tags: dict[s
     # asked (--debug or PROMETHEUS_LOG_LEVEL); the command prints each failure in one line.
     level = os.environ.get("PROMETHEUS_LOG_LEVEL") or ("WARNING" if os.environ.get(DEBUG_ENV) else "CRITICAL")
     quiet = {"loggers": {"console": {"config": {"log_level": level}}}}
-    return job.execute_in_process(run_config=quiet, instance=instance, tags=run_tags, raise_on_error=False), dg
+    # dagster-dbt echoes every dbt node event to stdout (hundreds of lines per panel run); the
+    # command prints its own summary, with each failed check and step. --debug keeps the echo.
+    import contextlib
+    import io
+
+    echo = contextlib.nullcontext() if os.environ.get(DEBUG_ENV) else contextlib.redirect_stdout(io.StringIO())
+    with echo:
+        result = job.execute_in_process(run_config=quiet, instance=instance, tags=run_tags, raise_on_error=False)
+    return result, dg
 
 
 def failure_lines(result) -> list[str]:

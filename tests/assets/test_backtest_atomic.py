@@ -48,7 +48,7 @@ import prometheus_assets.assets.strategy as strategy
 from prometheus_lib.storage.warehouse import DuckDBWarehouse
 
 def park():
-    print("PARKED", flush=True)
+    print("PARKED", file=sys.__stdout__, flush=True)  # the process's stdout (a CLI run captures sys.stdout)
     time.sleep(600)
 
 where = sys.argv.pop(1)
