@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from prometheus_lib.config.home import REPO_ROOT, prometheus_home
+from prometheus_lib.config.home import REPO_ROOT, prometheus_home, scoped_environment
 from prometheus_lib.errors import PrometheusError
 
 PG_ENV = "DAGSTER_PG_HOST"
@@ -552,9 +552,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # The command's own settings travel to the code it calls in environment variables; an
     # in-process caller (a test, a notebook) gets its environment back afterwards.
-    saved = {k: os.environ.get(k) for k in (DEBUG_ENV, LOCK_WAIT_ENV)}
-    if args.debug:
-        os.environ[DEBUG_ENV] = "1"
+    with scoped_environment({DEBUG_ENV: "1"} if args.debug else {}, keep=(DEBUG_ENV, LOCK_WAIT_ENV)):
+        return _run_command(args, argv)
+
+
+def _run_command(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the parsed command: Dagster home, dead-run reaper, warehouse lock; user errors in one line."""
     try:
         dagster_home()
         configure_event_bookkeeping()
@@ -574,12 +577,6 @@ def main(argv: list[str] | None = None) -> int:
         for line in error_lines(e):
             print(f"prometheus: {line}", file=sys.stderr)
         return 2
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def error_lines(error: BaseException, limit: int = 10) -> list[str]:

@@ -24,7 +24,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_lib.config.home import REPO_ROOT, resolve_under_home
+from prometheus_lib.config.home import REPO_ROOT, resolve_under_home, scoped_environment
 from prometheus_lib.errors import WarehouseError
 from prometheus_lib.security import redact_dsn, redact_error, redact_text
 
@@ -167,21 +167,6 @@ class DbtRun:
     def failed(self) -> dict[str, str]:
         """Nodes whose status is not success/pass, by name."""
         return {k: r["status"] for k, r in self.results.items() if r["status"] not in ("success", "pass")}
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the dbt command run inside, then restore them."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _close_duckdb() -> None:
@@ -338,7 +323,7 @@ class DbtSession:
         env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **self.target_env, **(window_env or {})}
         # A parse opens no connection; any other command on DuckDB holds the warehouse lock.
         database = _duckdb_database(self.target_env) if manifest is not None else None
-        with _DBT_LOCK, _environment(env), _warehouse_lock(database):
+        with _DBT_LOCK, scoped_environment(env), _warehouse_lock(database):
             try:
                 res = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(args)
             finally:
