@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import date
 
-from prometheus_assets.cli import failure_lines, run_range
+from prometheus_assets.runs import failure_lines, run_range
 from prometheus_lib.config.home import prometheus_home
 
 
