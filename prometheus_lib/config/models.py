@@ -29,6 +29,7 @@ class FrozenModel(BaseModel):
 
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$", max_length=64)]
+Identifier_lower = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)]
 
 
 class DataSourceConfig(FrozenModel):
@@ -238,10 +239,62 @@ class DataQualityConfig(FrozenModel):
     max_instrument_gap_share: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
+class RegimeConfig(FrozenModel):
+    """The regime engine (``prometheus_lib.regime``): a Gaussian HMM per market's region.
+
+    Fitted walk-forward; the posterior at T is the filtered one (data up to T only).
+    """
+
+    state_names: tuple[Identifier_lower, ...] = ("calm", "volatile", "crisis")
+    features: tuple[Literal["market_return", "realised_vol", "avg_correlation", "dispersion", "drawdown",
+                            "volume"], ...] = ("realised_vol", "dispersion", "volume", "avg_correlation")
+    window: Literal["expanding", "rolling"] = "expanding"
+    rolling_sessions: Annotated[int, Field(ge=126)] = 1260
+    refit_every_sessions: Annotated[int, Field(ge=1)] = 63
+    min_train_sessions: Annotated[int, Field(ge=63)] = 252
+    max_iter: Annotated[int, Field(ge=1)] = 100
+    seed: Annotated[int, Field(ge=0)] = 7
+
+    @property
+    def n_states(self) -> int:
+        """K, the number of states."""
+        return len(self.state_names)
+
+    @model_validator(mode="after")
+    def _check(self) -> RegimeConfig:
+        if not 2 <= len(self.state_names) <= 6 or len(set(self.state_names)) != len(self.state_names):
+            raise ValueError(f"regime.state_names must be 2 to 6 distinct names, was {list(self.state_names)}")
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise ValueError(f"regime.features must be distinct and not empty, was {list(self.features)}")
+        return self
+
+
+class StabilityConfig(FrozenModel):
+    """The stability engine and soft-target classifier (``prometheus_lib.stability``)."""
+
+    window_sessions: Annotated[int, Field(ge=10)] = 63
+    short_window_sessions: Annotated[int, Field(ge=5)] = 21
+    class_temperature: Annotated[float, Field(gt=0)] = 0.1
+
+
+class FragilityConfig(FrozenModel):
+    """The fragility alpha engine (``prometheus_lib.fragility``): P(drawdown beyond a threshold within N sessions)."""
+
+    horizon_sessions: Annotated[int, Field(ge=1, le=252)] = 20
+    drawdown_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.20
+    refit_every_sessions: Annotated[int, Field(ge=1)] = 63
+    min_train_sessions: Annotated[int, Field(ge=63)] = 252
+    train_window_sessions: Annotated[int, Field(ge=63)] = 756
+    seed: Annotated[int, Field(ge=0)] = 11
+
+
 class EnginesConfig(FrozenModel):
     """Engine settings. Engines add their own ``<Engine>Config`` sections as they land."""
 
     data_quality: DataQualityConfig = DataQualityConfig()
+    regime: RegimeConfig = RegimeConfig()
+    stability: StabilityConfig = StabilityConfig()
+    fragility: FragilityConfig = FragilityConfig()
 
 
 class DuckDBConfig(FrozenModel):

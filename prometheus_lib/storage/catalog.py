@@ -337,23 +337,42 @@ _RUNTIME = [
         ("mode", T, False), ("snapshot_at", TS, False), ("quantity", F, False), ("avg_cost", F),
         ("market_value", F), ("unrealized_pnl", F), ("realized_pnl", F), ("run_id", T, False), ("metadata", J),
     ], ["run_id", "portfolio_id", "session_date", "instrument_id", "mode"], "session_date", ["run_id", "portfolio_id", "mode"]),
-    _table(RUNTIME, "regimes", "One row per market per session: the regime label and its probabilities.", [
-        ("market_id", T, False), ("session_date", D, False), ("regime_label", T, False),
-        ("confidence", F), ("probabilities_json", J), ("config_hash", T, False),
+    _table(RUNTIME, "regimes", "One row per market per session: the region's filtered regime state and its probabilities.", [
+        ("market_id", T, False), ("session_date", D, False),
+        _c("region", T, False, "The market's region (markets.yaml); the regime describes the region, read off its market."),
+        _c("regime_label", T, False, "The most likely state (argmax of the filtered probabilities)."),
+        _c("confidence", F, True, "The most likely state's filtered probability."),
+        _c("probabilities_json", J, True, "Filtered probability of every named state at the session (sums to 1)."),
+        _c("expected_duration_sessions", F, True, "Expected stay in the labelled state, 1 / (1 - p_ii), in sessions."),
+        _c("model_id", T, True, "The walk-forward fit used at the session (null before the first fit)."),
+        ("config_hash", T, False),
     ], ["market_id", "session_date"], "session_date", ["market_id"]),
     _table(RUNTIME, "stability_vectors", "One row per entity per session: stability components and overall score.", [
         ("entity_type", T, False), ("entity_id", T, False), ("session_date", D, False),
-        ("market_id", T, False), ("overall_score", F), ("components_json", J), ("config_hash", T, False),
+        ("market_id", T, False),
+        _c("overall_score", F, True, "Overall stability in [0, 1] (1 = most stable)."),
+        _c("components_json", J, True, "Named components, each in [0, 1] (1 = most stable); see README."),
+        ("config_hash", T, False),
     ], ["entity_type", "entity_id", "session_date"], "session_date", ["market_id"]),
-    _table(RUNTIME, "fragility_measures", "One row per entity per session: fragility score and scenario losses.", [
+    _table(RUNTIME, "fragility_measures", "One row per entity per session: the probability of a large adverse move and its drivers.", [
         ("entity_type", T, False), ("entity_id", T, False), ("session_date", D, False),
-        ("market_id", T, False), ("fragility_score", F), ("scenario_losses_json", J),
-        ("components_json", J), ("config_hash", T, False),
+        ("market_id", T, False),
+        _c("fragility_score", F, True, "Estimated probability of a drawdown beyond drawdown_threshold within "
+           "horizon_sessions after the session."),
+        ("scenario_losses_json", J),
+        _c("components_json", J, True, "Drivers: each feature's value and its contribution."),
+        _c("horizon_sessions", I4, True, "N, the sessions after T the drawdown is looked for in."),
+        _c("drawdown_threshold", F, True, "The drawdown (a fraction) that counts as a large adverse move."),
+        _c("model_id", T, True, "The walk-forward fit used at the session (null before the first fit)."),
+        ("config_hash", T, False),
     ], ["entity_type", "entity_id", "session_date"], "session_date", ["market_id"]),
-    _table(RUNTIME, "soft_target_classes", "One row per entity per session: soft-target class and score.", [
+    _table(RUNTIME, "soft_target_classes", "One row per entity per session: soft-target class, class probabilities and scores.", [
         ("entity_type", T, False), ("entity_id", T, False), ("session_date", D, False),
-        ("market_id", T, False), ("soft_target_class", T, False), ("soft_target_score", F),
+        ("market_id", T, False),
+        _c("soft_target_class", T, False, "The most likely class: STABLE, WATCH, FRAGILE or TARGETABLE."),
+        _c("soft_target_score", F, True, "Probability of TARGETABLE."),
         ("weak_profile", B), ("instability", F), ("high_fragility", F), ("complacent_pricing", F),
+        _c("probabilities_json", J, True, "Membership probability of every class (sums to 1)."),
         ("config_hash", T, False),
     ], ["entity_type", "entity_id", "session_date"], "session_date", ["market_id"]),
     _table(RUNTIME, "instrument_scores", "One row per strategy per instrument per session per horizon: expected return and score.", [
@@ -448,6 +467,9 @@ MODE_TABLES = ("orders", "fills", "positions_snapshots", "executed_actions")
 
 # Tables a strategy run writes, scoped by ``run_id``: a backtest's id, or a PAPER/LIVE book's.
 # Migration 3 gave them ``run_id`` in their key and scope so that runs coexist.
+# The market-state engines' tables (regime, stability, soft-target, fragility): migration 5.
+MARKET_STATE_TABLES = ("regimes", "stability_vectors", "fragility_measures", "soft_target_classes")
+
 RUN_SCOPED_TABLES = (
     "instrument_scores", "universes", "universe_members", "target_portfolios",
     "portfolio_risk_reports", "engine_decisions", "decision_outcomes", "orders", "fills",

@@ -85,11 +85,30 @@ def _v4_corporate_actions(dialect: str) -> list[str]:
     return stmts
 
 
+def _v5_market_state_tables(dialect: str) -> list[str]:
+    # The market-state engines' tables take their final shape (region, expected duration, model
+    # id, class probabilities, fragility horizon). No asset wrote them before this version, so
+    # they are recreated, not altered.
+    from prometheus_lib.storage.catalog import MARKET_STATE_TABLES
+
+    stmts = []
+    for name in MARKET_STATE_TABLES:
+        t = get_table(name)
+        stmts.append(f"DROP TABLE IF EXISTS {t.qualified_name}")
+        stmts.append(t.create_sql(dialect))
+        if dialect == "postgres":
+            cols = ", ".join((t.partition_column, *t.scope_columns))
+            stmts.append(f"CREATE INDEX IF NOT EXISTS ix_{t.name}_partition ON {t.qualified_name} ({cols})")
+    return stmts
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schemas historical and runtime with every catalogue table", _v1_catalogue),
     Migration(2, "partition indexes for session-partitioned tables (PostgreSQL)", _v2_partition_indexes),
     Migration(3, "run_id in the key and scope of strategy and execution tables", _v3_run_scoped_runtime_tables),
     Migration(4, "corporate_actions table and prices_daily.shares_outstanding", _v4_corporate_actions),
+    Migration(5, "market-state engine tables: regimes, stability_vectors, fragility_measures, soft_target_classes",
+              _v5_market_state_tables),
 )
 
 

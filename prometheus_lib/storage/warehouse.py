@@ -274,6 +274,34 @@ class Warehouse(abc.ABC):
         _check_partition(t, data, None, None, scope)
         return self._replace(t, data, None, None, scope)
 
+    def upsert_rows(self, table: str, frame: pl.DataFrame) -> WriteResult:
+        """Insert ``frame``'s rows, replacing the rows with the same primary key, in one transaction.
+
+        For small registry tables (``engine_configs``, ``models``) that many writers add to.
+        """
+        t = get_table(table)
+        data = conform(t, frame)
+        key = t.primary_key
+        if data.select(key).is_duplicated().any():
+            raise WarehouseError(f"upsert into {t.qualified_name}: the frame repeats a primary key {list(key)}")
+        deleted = 0
+        try:
+            with self.transaction():
+                for row in data.select(key).iter_rows():
+                    where = " WHERE " + " AND ".join(f"{_check_ident(c)} = {self.placeholder}" for c in key)
+                    n = self._count(t, where, list(row))
+                    if n:
+                        self.execute(f"DELETE FROM {t.qualified_name}{where}", list(row))
+                        deleted += n
+                if data.height:
+                    self._bulk_insert(t, data)
+        except WarehouseError:
+            raise
+        except Exception as e:
+            raise WarehouseError(f"writing {t.qualified_name} failed and was rolled back: {e}") from e
+        self._after_write(t)
+        return WriteResult(t.name, deleted, data.height, None, None)
+
     def _replace(self, t: Table, data: pl.DataFrame, start: date | None, end: date | None, scope: dict[str, Any],
                  evict_on: tuple[str, ...] = (), then: Callable[[Warehouse], Any] | None = None) -> WriteResult:
         where, params = _where(t, start, end, scope, self.placeholder)
