@@ -108,6 +108,35 @@ def _row_counts(wh, market_ids: list[str]) -> list[tuple[str, list[int] | int]]:
     return rows
 
 
+def _market_state_lines(wh, market_ids: list[str]) -> list[str]:
+    """The latest regime per market (its region) and soft-target class counts, from the warehouse."""
+    import json
+
+    import polars as pl
+
+    from prometheus_lib.config import load_config
+
+    states = load_config().engines.regime.state_names
+    lines: list[str] = []
+    for market_id in market_ids:
+        regimes = wh.read_table("regimes", scope={"market_id": market_id})
+        if regimes.is_empty():
+            continue
+        last = regimes.sort("session_date").row(-1, named=True)
+        probs = json.loads(last["probabilities_json"] or "{}")
+        shown = ", ".join(f"{k} {probs[k]:.2f}" for k in states if k in probs)
+        duration = last["expected_duration_sessions"]
+        line = (f"  {market_id:<8} region {last['region']:<4} {last['session_date']}: {last['regime_label'].upper()} "
+                f"(p {last['confidence']:.2f}; {shown}; expected stay {duration:.0f} sessions)")
+        classes = wh.read_table("soft_target_classes", last["session_date"], last["session_date"], {"market_id": market_id})
+        if classes.height:
+            counts = classes.group_by("soft_target_class").agg(pl.len()).sort("soft_target_class")
+            line += "\n" + " " * 11 + "soft targets: " + ", ".join(
+                f"{c} {n}" for c, n in counts.iter_rows())
+        lines.append(line)
+    return ["", "Market state (current regime per region, filtered):", *lines] if lines else []
+
+
 def summarise(runs: list[MarketRun]) -> tuple[str, bool]:
     """Return a text summary of the markets' runs and whether all are healthy (no ERROR check failed).
 
@@ -123,6 +152,7 @@ def summarise(runs: list[MarketRun]) -> tuple[str, bool]:
     with open_defs_warehouse(defs) as wh:
         location = wh.location
         counts = _row_counts(wh, market_ids)
+        state = _market_state_lines(wh, market_ids)
     width = max([34, *(len(name) for name, _ in counts)])
     lines += ["", "Rows per table:" if len(runs) == 1 else "Rows per table and market:",
               f"  {'':<{width}} " + " ".join(f"{m:>12}" for m in market_ids)]
@@ -135,6 +165,7 @@ def summarise(runs: list[MarketRun]) -> tuple[str, bool]:
         lines.append(f"  {r.market_id:<8} {passed} passed, {len(failed_error)} failed (ERROR), {len(failed_warn)} failed (WARN)")
         for e in failed_error + failed_warn:
             lines.append(f"    FAILED {e.severity.value:<5} {e.asset_key.to_user_string()}:{e.check_name}: {e.description}")
+    lines += state
     truth = [(r.market_id, truth_root(r.market_id)) for r in runs]
     truth = [(m, p, sorted(p.rglob("*.parquet"))) for m, p in truth if p.exists()]
     if truth:

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 import dagster as dg
 
 from prometheus_assets.assets.ingestion import build_ingestion_assets
+from prometheus_assets.assets.market_state import MARKET_STATE, build_market_state_assets
 from prometheus_assets.assets.panels import build_panel_assets, build_text_staging_assets, dbt_resource
 from prometheus_assets.assets.reference import build_config_assets, build_instrument_master, config_asset_keys
 from prometheus_assets.assets.strategy import build_strategy_assets, strategy_group
 from prometheus_assets.checks import build_ingestion_checks
+from prometheus_assets.checks.market_state import build_market_state_checks
 from prometheus_assets.checks.strategy import build_strategy_checks
 from prometheus_assets.constants import (
     DBT,
@@ -43,6 +45,7 @@ from prometheus_lib.storage.warehouse import Warehouse
 INGEST_JOB = "ingest"
 MAIN_JOB = "main"
 PANELS_JOB = "panels"
+MARKET_STATE_JOB = "market_state"
 BACKTEST_JOB_PREFIX = "backtest_"
 
 
@@ -76,9 +79,10 @@ def _market_jobs(market: MarketScope, sessions: dg.PartitionsDefinition) -> list
     reference = dg.AssetSelection.assets(*config_asset_keys()) | dg.AssetSelection.groups(market.group(REFERENCE))
     ingestion = dg.AssetSelection.groups(market.group(INGESTION))
     panels = dg.AssetSelection.groups(market.group(PANELS))
+    market_state = dg.AssetSelection.groups(market.group(MARKET_STATE))
     # The text staging views read the text tables of every market, whole: the primary market's
     # main job builds and tests them once per run (see README, the panels).
-    main = reference | ingestion | panels | (dg.AssetSelection.groups(TEXT_STAGING) if market.is_primary else dg.AssetSelection.groups())
+    main = reference | ingestion | panels | market_state | (dg.AssetSelection.groups(TEXT_STAGING) if market.is_primary else dg.AssetSelection.groups())
     of = f" of {market.market_id}"
     tags = {"prometheus/market": market.market_id}
     return [
@@ -91,8 +95,12 @@ def _market_jobs(market: MarketScope, sessions: dg.PartitionsDefinition) -> list
             description=f"The dbt panels{of} (returns, volatility, factors, exposures, correlations) for a session range.",
         ),
         dg.define_asset_job(
+            market.job(MARKET_STATE_JOB), selection=market_state, partitions_def=sessions, tags=tags,
+            description=f"The market-state engines{of} (regimes, stability, fragility, soft targets) for a session range.",
+        ),
+        dg.define_asset_job(
             market.job(MAIN_JOB), selection=main, partitions_def=sessions, tags=tags,
-            description=f"Ingestion, checks and panels{of}"
+            description=f"Ingestion, checks, panels and market-state engines{of}"
                         f"{' and the text staging views' if market.is_primary else ''} for a session range, as one run.",
         ),
     ]
@@ -112,8 +120,10 @@ def build_definitions(config_dir: str | None = None, warehouse: WarehouseResourc
             build_instrument_master(market),
             *build_ingestion_assets(sessions, market),
             build_panel_assets(sessions, market),
+            *build_market_state_assets(sessions, market, market_config),
         ]
         checks += build_ingestion_checks(sessions, market)
+        checks += build_market_state_checks(sessions, market)
         jobs += _market_jobs(market, sessions)
         # A strategy trades the market it names, on that market's sessions, reading its panels.
         for strategy in (s for s in config.strategies if s.market_id == market.market_id):

@@ -78,3 +78,72 @@ def truth_frame(market: SyntheticMarket, panel: MarketPanel, kind: str) -> pl.Da
     days = panel.session_dates()
     return {"regimes": market.true_regimes, "signals": market.true_signals,
             "fragility_events": market.true_fragility_events}[kind](days)
+
+
+# ---------------------------------------------------------------- scoring against the truth
+def balanced_accuracy(true: list[str], predicted: list[str]) -> float:
+    """Mean over the true classes present of the share of their sessions labelled correctly."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(balanced_accuracy_score(true, predicted))
+
+
+def detection_lags(true: list[str], predicted: list[str], max_lag: int = 21) -> tuple[list[int], int]:
+    """Sessions from each true switch to the first session the prediction shows the new state.
+
+    A switch is a session whose true state differs from the previous session's. The lag is 0 when
+    the prediction shows the new state on the switch session itself. A switch is missed when the
+    prediction does not show the new state within ``max_lag`` sessions or before the true state
+    changes again. Returns (lags of the detected switches, number missed).
+    """
+    lags, missed = [], 0
+    n = len(true)
+    for k in range(1, n):
+        if true[k] == true[k - 1]:
+            continue
+        state = true[k]
+        found = None
+        for j in range(k, min(n, k + max_lag + 1)):
+            if j > k and true[j] != state:
+                break
+            if predicted[j] == state:
+                found = j - k
+                break
+        if found is None:
+            missed += 1
+        else:
+            lags.append(found)
+    return lags, missed
+
+
+def fragility_labels(market: SyntheticMarket, panel: MarketPanel, horizon: int) -> pl.DataFrame:
+    """Per (instrument, session) of the panel: ``event`` = a planted crash starts within the next ``horizon`` sessions.
+
+    Columns: instrument_id, session_date, event (bool), in_crash (bool: the instrument is in a
+    planted crash at the session; such rows are left out of the AUC — the move is under way).
+    """
+    days = panel.session_dates()
+    signals = market.true_signals(days).select("instrument_id", "session_date", "fragility_phase")
+    events = market.true_fragility_events(days)
+    index = {d: k for k, d in enumerate(days)}
+    rows: dict[str, list] = {"instrument_id": [], "session_date": [], "event": []}
+    for iid, crash in zip(events["instrument_id"].to_list(), events["crash_start_date"].to_list()):
+        k = index.get(crash)
+        if k is None:
+            continue
+        for j in range(max(0, k - horizon), k):  # T < crash <= T + horizon
+            rows["instrument_id"].append(iid)
+            rows["session_date"].append(days[j])
+            rows["event"].append(True)
+    positives = pl.DataFrame(rows, schema={"instrument_id": pl.String, "session_date": pl.Date, "event": pl.Boolean})
+    positives = positives.unique(["instrument_id", "session_date"])
+    return (signals.join(positives, on=["instrument_id", "session_date"], how="left")
+            .with_columns(pl.col("event").fill_null(False), (pl.col("fragility_phase") == 2).alias("in_crash"))
+            .drop("fragility_phase"))
+
+
+def roc_auc(labels, scores) -> float:
+    """ROC AUC of ``scores`` for the boolean ``labels`` (sklearn)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))

@@ -240,20 +240,45 @@ class DataQualityConfig(FrozenModel):
 
 
 class RegimeConfig(FrozenModel):
-    """The regime engine (``prometheus_lib.regime``): a Gaussian HMM per market's region.
+    """The regime engine (``prometheus_lib.regime``): a Gaussian HMM per market, describing its region.
 
-    Fitted walk-forward; the posterior at T is the filtered one (data up to T only).
+    Fitted walk-forward on an anchored schedule; the posterior at T is the filtered one (data up
+    to T only). The model and the features are described in ``prometheus_lib.regime.engine``.
     """
 
+    # The K states, calmest first: fitted states are ordered by their stress score (see engine).
     state_names: tuple[Identifier_lower, ...] = ("calm", "volatile", "crisis")
+    # Per-session features, each computed causally from the panel and standardised on the
+    # training window: realised_vol (log trailing RMS of the market return), dispersion (log
+    # robust cross-sectional std of the returns), volume (mean log traded value against its own
+    # trailing median), avg_correlation, market_return, drawdown (log of the market index
+    # against its running high).
     features: tuple[Literal["market_return", "realised_vol", "avg_correlation", "dispersion", "drawdown",
-                            "volume"], ...] = ("realised_vol", "dispersion", "volume", "avg_correlation")
+                            "volume"], ...] = ("dispersion",)
+    covariance_type: Literal["diag", "full"] = "diag"
+    # Trailing window (sessions) of the realised_vol feature.
+    realised_vol_sessions: Annotated[int, Field(ge=2, le=252)] = 10
+    # EWMA span (sessions) smoothing the dispersion and volume features; 1 = no smoothing (the HMM
+    # filter itself pools sessions, and smoothing makes within-state noise persistent).
+    smoothing_sessions: Annotated[int, Field(ge=1, le=63)] = 1
+    # Trailing window (sessions, excluding T) of each instrument's median traded value (volume).
+    volume_baseline_sessions: Annotated[int, Field(ge=21, le=1260)] = 252
+    # Training window: every session from the panel's first ("expanding") or the last
+    # rolling_sessions ("rolling"), up to and including the refit session.
     window: Literal["expanding", "rolling"] = "expanding"
     rolling_sessions: Annotated[int, Field(ge=126)] = 1260
+    # Refits at panel rows k >= min_train_sessions with (k - min_train_sessions) % refit_every_sessions == 0.
     refit_every_sessions: Annotated[int, Field(ge=1)] = 63
     min_train_sessions: Annotated[int, Field(ge=63)] = 252
+    # At a refit the filter restarts (new parameters, uniform prior) this many sessions before the refit session.
+    burn_in_sessions: Annotated[int, Field(ge=21)] = 252
+    # Sticky HMM: Dirichlet pseudo-counts of staying in a state, added to each row of the
+    # transition matrix in EM (0 = maximum likelihood).
+    stickiness_sessions: Annotated[float, Field(ge=0)] = 300.0
     max_iter: Annotated[int, Field(ge=1)] = 100
     seed: Annotated[int, Field(ge=0)] = 7
+    # The naive baseline (prometheus_lib.regime.baseline): trailing window of its realised vol.
+    baseline_vol_sessions: Annotated[int, Field(ge=2, le=252)] = 21
 
     @property
     def n_states(self) -> int:
@@ -266,26 +291,104 @@ class RegimeConfig(FrozenModel):
             raise ValueError(f"regime.state_names must be 2 to 6 distinct names, was {list(self.state_names)}")
         if not self.features or len(set(self.features)) != len(self.features):
             raise ValueError(f"regime.features must be distinct and not empty, was {list(self.features)}")
+        if self.window == "rolling" and self.rolling_sessions < self.min_train_sessions:
+            raise ValueError(f"regime.rolling_sessions ({self.rolling_sessions}) must be at least "
+                             f"min_train_sessions ({self.min_train_sessions})")
         return self
 
 
 class StabilityConfig(FrozenModel):
-    """The stability engine and soft-target classifier (``prometheus_lib.stability``)."""
+    """The stability engine and soft-target classifier (``prometheus_lib.stability``).
 
+    Windows are counted in panel sessions ending at (and including) the session scored. The
+    components, the overall score and the classes are defined in ``prometheus_lib.stability``.
+    """
+
+    # Long window: own volatility history, volatility of volatility, volume variability, the
+    # drawdown's trailing high, the long correlation to the market.
     window_sessions: Annotated[int, Field(ge=10)] = 63
+    # Short window: recent volume, the short correlation to the market. An instrument needs this
+    # many returns up to T for a row at T.
     short_window_sessions: Annotated[int, Field(ge=5)] = 21
+    # Weights of the overall score (a weighted mean of the components).
+    volatility_level_weight: Annotated[float, Field(ge=0)] = 1.0
+    volatility_of_volatility_weight: Annotated[float, Field(ge=0)] = 1.0
+    correlation_drift_weight: Annotated[float, Field(ge=0)] = 1.0
+    liquidity_stability_weight: Annotated[float, Field(ge=0)] = 1.0
+    drawdown_state_weight: Annotated[float, Field(ge=0)] = 1.0
+    # Soft targets: softmax temperature over the class scores (each in [0, 1]); smaller is sharper.
     class_temperature: Annotated[float, Field(gt=0)] = 0.1
+    # weak_profile is set when the instability (1 - overall stability) exceeds this.
+    weak_profile_instability: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # The regime state whose probability tilts fragile instruments towards FRAGILE, and by how much
+    # (added to the FRAGILE score: crisis_tilt x P(crisis_state) x high_fragility).
+    crisis_state: Identifier_lower = "crisis"
+    crisis_tilt: Annotated[float, Field(ge=0)] = 0.5
+
+    @model_validator(mode="after")
+    def _check(self) -> StabilityConfig:
+        if self.short_window_sessions >= self.window_sessions:
+            raise ValueError(f"stability.short_window_sessions ({self.short_window_sessions}) must be below "
+                             f"window_sessions ({self.window_sessions})")
+        weights = (self.volatility_level_weight, self.volatility_of_volatility_weight, self.correlation_drift_weight,
+                   self.liquidity_stability_weight, self.drawdown_state_weight)
+        if sum(weights) <= 0:
+            raise ValueError("stability: at least one component weight must be positive")
+        return self
 
 
 class FragilityConfig(FrozenModel):
-    """The fragility alpha engine (``prometheus_lib.fragility``): P(drawdown beyond a threshold within N sessions)."""
+    """The fragility alpha engine (``prometheus_lib.fragility``): P(drawdown beyond a threshold within N sessions).
 
-    horizon_sessions: Annotated[int, Field(ge=1, le=252)] = 20
-    drawdown_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.20
+    A LightGBM classifier fitted walk-forward on the panel's own history: the label at t is the
+    holder's worst total-return loss over t+1..t+N reaching ``drawdown_threshold``; the model
+    fitted at panel row k (k = min_train_sessions + j * refit_every_sessions, anchored on the
+    panel's first row) trains on rows ``[k - train_window_sessions, k - N - 1]`` (labels ended
+    before k), one session in ``train_stride_sessions``, and scores rows k .. k + refit - 1.
+    Fits are deterministic: same data and config, bit-identical scores.
+    """
+
+    horizon_sessions: Annotated[int, Field(ge=1, le=252)] = 20  # N
+    drawdown_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.20  # the loss (a fraction) that counts
     refit_every_sessions: Annotated[int, Field(ge=1)] = 63
-    min_train_sessions: Annotated[int, Field(ge=63)] = 252
-    train_window_sessions: Annotated[int, Field(ge=63)] = 756
+    min_train_sessions: Annotated[int, Field(ge=63)] = 252  # first fit at this panel row
+    train_window_sessions: Annotated[int, Field(ge=63)] = 756  # rows k - window .. k - N - 1 train the fit at k
+    train_stride_sessions: Annotated[int, Field(ge=1)] = 5  # train on rows t with t % stride == 0 (labels overlap)
+    min_positive_labels: Annotated[int, Field(ge=1)] = 20  # a fit with fewer events is skipped (the last one holds)
+    features: tuple[Literal[
+        "vol_21", "vol_ratio", "ewma_ratio", "idio_vol_ratio", "vol_of_vol", "liquidity_trend", "stress_gap",
+        "return_21", "return_63", "drawdown_63", "downside_ratio", "beta", "residual_vol",
+        "vol_21_rank", "liquidity_trend_rank", "stress_gap_rank", "market_vol_21", "avg_correlation",
+    ], ...] = (
+        "vol_21", "vol_ratio", "ewma_ratio", "idio_vol_ratio", "liquidity_trend", "stress_gap", "return_21",
+        "drawdown_63", "beta", "residual_vol", "downside_ratio", "vol_21_rank", "stress_gap_rank",
+    )  # see prometheus_lib.fragility.features for each one's definition and as-of rule
+    # Add the regime engine's filtered probabilities (regime_<state>) as features. The Dagster asset
+    # then runs the regime engine over the whole history in memory (not the stored rows, which may
+    # cover only part of it), so a session's score never depends on what was materialised before.
+    # Off by default: on the synthetic markets they moved the AUC by -0.01..+0.005.
+    use_regime_features: bool = False
+    regime_states: tuple[Identifier_lower, ...] = ("calm", "volatile", "crisis")  # regime_<state> features, when used
+    # LightGBM (binary objective; deterministic=True, force_row_wise=True)
+    n_estimators: Annotated[int, Field(ge=1)] = 60
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
+    num_leaves: Annotated[int, Field(ge=2)] = 15
+    min_child_samples: Annotated[int, Field(ge=1)] = 200
+    reg_lambda: Annotated[float, Field(ge=0)] = 1.0
+    max_bin: Annotated[int, Field(ge=2)] = 63
+    num_threads: Annotated[int, Field(ge=1)] = 2  # fixed, like the seed, so that a rerun is bit-identical
     seed: Annotated[int, Field(ge=0)] = 11
+    # The drivers' attribution (prometheus_lib.fragility.drivers): "path" (Saabas, a few us a row)
+    # or "shap" (LightGBM's exact TreeSHAP, pred_contrib: 50-80 us a row)
+    contributions: Literal["path", "shap"] = "path"
+
+    @model_validator(mode="after")
+    def _check(self) -> FragilityConfig:
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise ValueError(f"fragility.features must be distinct and non-empty, was {list(self.features)}")
+        if self.train_window_sessions <= self.horizon_sessions:
+            raise ValueError("fragility.train_window_sessions must exceed horizon_sessions")
+        return self
 
 
 class EnginesConfig(FrozenModel):

@@ -130,8 +130,11 @@ class MarketPanel:
     def truncated(self, last: date) -> MarketPanel:
         """The panel as it would be loaded with ``last`` as its last session."""
         k = int(np.searchsorted(self.sessions, np.datetime64(last, "D"), side="right"))
-        return self.replace(sessions=self.sessions[:k],
-                            **{a: getattr(self, a)[:k] for a in (*INSTRUMENT_ARRAYS, *MARKET_ARRAYS)})
+        keep = np.flatnonzero(np.isfinite(self.close[:k]).any(axis=0))  # instruments with a price in the span
+        return self.replace(sessions=self.sessions[:k], instrument_ids=tuple(self.instrument_ids[j] for j in keep),
+                            sectors=tuple(self.sectors[j] for j in keep),
+                            **{a: getattr(self, a)[:k, keep] for a in INSTRUMENT_ARRAYS},
+                            **{a: getattr(self, a)[:k] for a in MARKET_ARRAYS})
 
     def replace(self, **changes) -> MarketPanel:
         """A copy with some fields replaced (tests perturb arrays with it)."""

@@ -37,6 +37,8 @@ def json_safe(value):
         return float(f"{v:.12g}") if np.isfinite(v) else None
     if isinstance(value, (np.integer,)):
         return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -53,7 +55,8 @@ def engine_config_frame(engine_name: str, config: FrozenModel, description: str)
     """The ``engine_configs`` row of ``engine_name`` running with ``config``."""
     return pl.DataFrame([{
         "engine_name": engine_name, "config_hash": config.config_hash(),
-        "config_json": dumps(config.model_dump(mode="json")),
+        # Exact (not rounded like decisions): the payload config_hash() hashes, so the row reproduces the config.
+        "config_json": json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":")),
         "created_at": datetime.now(timezone.utc).replace(microsecond=0), "description": description,
     }], schema=get_table("engine_configs").polars_schema)
 
