@@ -69,5 +69,7 @@ def path_contributions(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
 def contributions(booster: lgb.Booster, x: np.ndarray, method: Literal["path", "shap"]) -> np.ndarray:
     """Per-row contributions (rows, features + 1), the base last, by ``method``."""
     if method == "shap":
+        if not len(x):  # LightGBM divides by the row count
+            return np.zeros((0, booster.num_feature() + 1))
         return np.asarray(booster.predict(x, pred_contrib=True))
     return path_contributions(booster, x)

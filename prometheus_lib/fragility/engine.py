@@ -136,7 +136,9 @@ class FragilityAlphaEngine:
         wanted = wanted[wanted >= schedule[0]] if len(schedule) else wanted[:0]
         if not len(wanted):
             return _empty_result()
-        labels = drawdown_labels(panel.log_return, panel.listed, c.horizon_sessions, c.drawdown_threshold)
+        scored = panel.listed & np.isfinite(panel.vol_21)  # the rows a model scores, and the only ones it learns from
+        labels = np.where(scored, drawdown_labels(panel.log_return, panel.listed, c.horizon_sessions,
+                                                  c.drawdown_threshold), np.nan)
         # The model of a refit row: its own fit, or the latest earlier one where a fit was skipped.
         training = {k: self._training_set(k, labels) for k in schedule[schedule <= wanted[-1]].tolist()}
         model_row: dict[int, int] = {}
@@ -152,7 +154,6 @@ class FragilityAlphaEngine:
 
         names = feature_names(c.features, c.regime_states, regimes is not None)
         cube = panel_features(panel, c.features, regimes, c.regime_states)
-        scored = panel.listed & np.isfinite(panel.vol_21)
         fits = {k: self._fit(k, *training[k], cube, labels, names) for k in np.unique(uses).tolist()}
         # Score each model's rows; models come in time order and nonzero() is row-major, so the
         # concatenation is sorted by (session, instrument).

@@ -42,13 +42,37 @@ def forward_drawdown(log_return: np.ndarray, horizon: int) -> np.ndarray:
     return out
 
 
+def observed_drawdown(log_return: np.ndarray, horizon: int) -> np.ndarray:
+    """The worst loss over the returns observed in ``t+1 .. t+horizon`` (a missing return counts as no move).
+
+    Defined for every row whose window lies inside the array, complete or not: a loss it shows
+    happened, whatever the missing returns were (a delisting's last sessions, a data gap).
+    """
+    rows, cols = log_return.shape
+    out = np.full((rows, cols), np.nan)
+    if rows <= horizon:
+        return out
+    cum = np.cumsum(np.where(np.isfinite(log_return), log_return, 0.0), axis=0)
+    trailing_min = pl.DataFrame(cum, schema=[str(c) for c in range(cols)]).select(
+        pl.all().rolling_min(horizon)).to_numpy()
+    out[:-horizon] = np.expm1(trailing_min[horizon:] - cum[:-horizon])
+    return out
+
+
 def drawdown_labels(log_return: np.ndarray, listed: np.ndarray, horizon: int, threshold: float) -> np.ndarray:
     """Float labels (1.0 event, 0.0 none, NaN unknown): the forward loss reaches ``-threshold``.
 
-    Unknown where the instrument is not listed at the row or ``forward_drawdown`` is NaN.
+    An event when the returns observed in the horizon already lose ``threshold`` (so a name that
+    crashes and then delists or stops trading within the horizon is an event, not a dropped row:
+    no survivorship bias towards the names that kept printing); no event only when every return
+    of the horizon is known (``forward_drawdown``) and the loss stays above ``-threshold``;
+    unknown otherwise, and where the instrument is not listed at the row.
     """
     loss = forward_drawdown(log_return, horizon)
-    return np.where(listed & np.isfinite(loss), (loss <= -threshold).astype(float), np.nan)
+    seen = observed_drawdown(log_return, horizon)
+    event = np.isfinite(seen) & (seen <= -threshold)
+    label = np.where(event, 1.0, np.where(np.isfinite(loss), 0.0, np.nan))
+    return np.where(listed, label, np.nan)
 
 
 def refit_rows(n_rows: int, min_train: int, every: int) -> np.ndarray:

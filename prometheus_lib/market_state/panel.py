@@ -157,7 +157,7 @@ class MarketPanel:
         row_of = pl.DataFrame({"session_date": pl.Series(days).cast(pl.Date), "_row": np.arange(t, dtype=np.int64)})
         col_of = pl.DataFrame({"instrument_id": pl.Series(ids, dtype=pl.String), "_col": np.arange(n, dtype=np.int64)})
         arrays: dict[str, np.ndarray] = {}
-        for table in {tab for tab, _ in INSTRUMENT_ARRAYS.values()}:
+        for table in sorted({tab for tab, _ in INSTRUMENT_ARRAYS.values()}):
             names = [a for a, (tab, _) in INSTRUMENT_ARRAYS.items() if tab == table]
             for name in names:
                 arrays[name] = np.full((t, n), np.nan)
@@ -201,10 +201,7 @@ def load_market_panel(warehouse: Warehouse, market_id: str, region: str, session
     first, last = min(sessions), max(sessions)
     frames = {}
     for table, columns in _COLUMNS.items():
-        frame = warehouse.read_table(table, start=first, end=last, scope={"market_id": market_id}, columns=columns)
-        if table == "instrument_factors_daily":
-            frame = frame.filter(pl.col("factor_id") == "MKT")
-        frames[table] = frame
+        frames[table] = warehouse.read_table(table, start=first, end=last, scope={"market_id": market_id}, columns=columns)
     instruments = warehouse.read_table("instruments", scope={"market_id": market_id},
                                        columns=["instrument_id", "sector"])
     sectors = dict(zip(instruments["instrument_id"].to_list(), instruments["sector"].to_list()))

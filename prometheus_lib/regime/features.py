@@ -118,13 +118,17 @@ def _volume(panel: MarketPanel, config: RegimeConfig) -> np.ndarray:
     finite = np.isfinite(deviation)
     n = finite.sum(axis=1)
     with np.errstate(invalid="ignore"):
-        mean = np.where(n >= MIN_CROSS_SECTION, np.where(finite, deviation, 0.0).sum(axis=1) / n, np.nan)
+        # A sequential sum (cumsum), not numpy's pairwise one: an instrument listed after T adds
+        # a column of zeros, which must leave the value at T bit-identical whatever its position.
+        total = np.cumsum(np.where(finite, deviation, 0.0), axis=1)[:, -1] if deviation.shape[1] else np.zeros(len(n))
+        mean = np.where(n >= MIN_CROSS_SECTION, total / n, np.nan)
     return _ewma(_ffill(mean), config.smoothing_sessions)
 
 
 def _drawdown(panel: MarketPanel, config: RegimeConfig) -> np.ndarray:
-    r = panel.market_return
-    index = np.cumsum(np.where(np.isfinite(r), r, 0.0))
+    r = panel.market_return  # a simple return: the index cumulates its log
+    with np.errstate(invalid="ignore", divide="ignore"):
+        index = np.cumsum(np.where(np.isfinite(r), np.log1p(r), 0.0))
     out = index - np.maximum.accumulate(index)
     seen = np.flatnonzero(np.isfinite(r))
     out[: seen[0] if seen.size else len(r)] = np.nan  # no index before the first market return

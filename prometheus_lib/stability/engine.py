@@ -10,13 +10,15 @@ stable is mapped to [0, 1] by the monotone ``h(x, s) = 1 - tanh(max(x, 0) / s)``
 
 * ``volatility_level``: ``0.5 (1 - pct(vol_21)) + 0.5 h(log(vol_21 / mean vol_21 over W), 0.5)``:
   low volatility relative to the cross-section, and not above the instrument's own recent level.
-* ``volatility_of_volatility``: ``h(std of log vol_21 over W, 0.3)``: how steady vol_21 has been.
+* ``volatility_of_volatility``: ``h(std of log vol_21 over W, 0.3)``: how steady vol_21 has been
+  (0.5, neutral, when the window holds too few values for a standard deviation).
 * ``correlation_drift``: ``h(|corr_S - corr_W|, 0.5)`` where ``corr_S`` and ``corr_W`` are the
   correlations of the instrument's log returns with the market return over S and W sessions: a
   relationship to the market that is changing (idiosyncratic news, a decoupling) is less stable.
-  An undefined correlation (a flat series) counts as no drift.
-* ``liquidity_stability``: ``0.5 h(|log(mean volume over S / mean volume over W)|, 0.5)
-  + 0.5 h(CV of volume over W, 1.0)``: traded volume without a trend (collapse or surge) and
+  An undefined correlation (a flat series, a missing market return) is neutral: 0.5.
+* ``liquidity_stability``: ``0.5 h(|log(mean volume over S / over W)|, 0.5)
+  + 0.5 h(CV of volume over W, 1.0)`` on split-adjusted volume (shares x close / total-return
+  price, so a split does not move it): trading without a trend (collapse or surge) and
   without erratic swings. 0 when nothing traded in W; the trend term is 0 when nothing traded in S.
 * ``drawdown_state``: ``h(dd, 0.15)`` with ``dd = 1 - P_T / max P over W`` on the total-return
   price rebuilt from the log returns (raw closes jump at splits): the fall from the trailing high.
@@ -50,6 +52,7 @@ __all__ = ["COMPONENTS", "StabilityEngine", "StabilityResult", "stability_compon
 COMPONENTS = ("volatility_level", "volatility_of_volatility", "correlation_drift", "liquidity_stability",
               "drawdown_state")
 ENTITY_TYPE = "INSTRUMENT"
+_NEUTRAL = 0.5  # a component that cannot be measured at T
 _VOL_FLOOR = 1e-4
 _LEAST_STABLE = 5
 # Scales s of h(x, s), per raw measure (see the module docstring).
@@ -149,14 +152,20 @@ def stability_components(panel: MarketPanel, config: StabilityConfig) -> tuple[n
     volatility_level = 0.5 * (1.0 - percentile_rows(vol, scored)) + 0.5 * own
 
     _, _, log_vol_std = _window_moments(np.log(vol), w)
-    volatility_of_volatility = _h(np.nan_to_num(log_vol_std, nan=0.0), _SCALE_VOL_OF_VOL)
+    # Undefined (too few observations in the window): neutral, not "most stable".
+    volatility_of_volatility = np.where(np.isfinite(log_vol_std), _h(np.nan_to_num(log_vol_std, nan=0.0),
+                                                                      _SCALE_VOL_OF_VOL), _NEUTRAL)
 
     drift = np.abs(_window_correlation(returns, panel.market_return, s)
                    - _window_correlation(returns, panel.market_return, w))
-    correlation_drift = _h(np.nan_to_num(drift, nan=0.0), _SCALE_CORR_DRIFT)
+    correlation_drift = np.where(np.isfinite(drift), _h(np.nan_to_num(drift, nan=0.0), _SCALE_CORR_DRIFT), _NEUTRAL)
 
-    _, volume_short, _ = _window_moments(panel.volume, s)
-    _, volume_long, volume_std = _window_moments(panel.volume, w)
+    # Split-adjusted volume: shares x close / total-return price (a 2-for-1 split doubles the
+    # shares traded and halves the close; the total-return price does not move).
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = panel.volume * panel.close / np.exp(np.nancumsum(returns, axis=0))
+    _, volume_short, _ = _window_moments(value, s)
+    _, volume_long, volume_std = _window_moments(value, w)
     traded = volume_long > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         trend = np.where(volume_short > 0, np.abs(np.log(volume_short / volume_long)), np.inf)

@@ -157,8 +157,10 @@ def test_forward_drawdown_on_a_hand_made_series() -> None:
     expected = [0.81 - 1, 0.81 - 1, 0.81 / 0.9 - 1, 0.8505 / 0.81 - 1]
     np.testing.assert_allclose(loss[:4], expected, rtol=1e-12)
     assert np.isnan(loss[4:]).all()  # a missing return at row 7, or past the last row
-    np.testing.assert_array_equal(labels[:4], [1.0, 1.0, 0.0, 0.0])
-    assert np.isnan(labels[4:]).all()
+    # row 4: the horizon's return at row 7 is missing, but the loss at row 5 (-30 %) was seen:
+    # an event (a crash followed by a delisting or a gap is not dropped from training)
+    np.testing.assert_array_equal(labels[:5], [1.0, 1.0, 0.0, 0.0, 1.0])
+    assert np.isnan(labels[5:]).all()  # past the last row, or not listed
     assert math.isclose(forward_drawdown(np.log(np.array([[1.0, 0.5, 2.0, 2.0]]).T), 2)[0, 0], -0.5)
 
 

@@ -297,7 +297,7 @@ def test_exact_components_of_a_steady_instrument_and_a_steady_fall() -> None:
     a, b = rows["A"], rows["B"]
     assert a["volatility_of_volatility"] == b["volatility_of_volatility"] == 1.0  # vol_21 never moved
     assert a["liquidity_stability"] == b["liquidity_stability"] == 1.0  # volume never moved
-    assert a["correlation_drift"] == 1.0  # a flat series has no correlation: no drift
+    assert a["correlation_drift"] == 0.5  # a flat series has no correlation: neutral, not "most stable"
     assert a["volatility_level"] == b["volatility_level"] == 0.75  # tied in the cross-section, at its own level
     assert a["drawdown_state"] == 1.0  # at its high
     drawdown = 1.0 - np.exp(-0.01 * (CONFIG.window_sessions - 1))
