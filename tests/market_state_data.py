@@ -147,3 +147,29 @@ def roc_auc(labels, scores) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(labels, scores))
+
+
+# ---------------------------------------------------------------- look-ahead perturbation
+# Arrays whose cells are positive (prices, volumes, volatilities): noise for them is log-normal.
+POSITIVE = frozenset({"close", "volume", "vol_21", "vol_63", "vol_ewma", "downside_vol_63", "residual_vol"})
+
+
+def perturbed_after(panel: MarketPanel, cut: date, seed: int = 1) -> MarketPanel:
+    """``panel`` with every cell of every array after ``cut`` replaced by noise (5 % of cells NaN).
+
+    The engines' look-ahead tests require every output at or before ``cut`` to be bit-identical
+    on this panel.
+    """
+    import numpy as np
+
+    from prometheus_lib.market_state.panel import INSTRUMENT_ARRAYS, MARKET_ARRAYS
+
+    rng = np.random.default_rng(seed)
+    k = panel.index_of(cut) + 1
+    changes = {}
+    for name in (*INSTRUMENT_ARRAYS, *MARKET_ARRAYS):
+        a = getattr(panel, name).copy()
+        noise = rng.lognormal(0.0, 1.0, a[k:].shape) if name in POSITIVE else rng.normal(0.0, 0.1, a[k:].shape)
+        a[k:] = np.where(rng.random(a[k:].shape) < 0.05, np.nan, noise)
+        changes[name] = a
+    return panel.replace(**changes)

@@ -51,14 +51,10 @@ def _v2_partition_indexes(dialect: str) -> list[str]:
     return stmts
 
 
-def _v3_run_scoped_runtime_tables(dialect: str) -> list[str]:
-    # Strategy and execution tables gain run_id in their key and scope so that two backtests
-    # (or a backtest and a live book) coexist and re-running one replaces only its rows. No
-    # asset wrote these tables before this version, so they are recreated, not altered.
-    from prometheus_lib.storage.catalog import RUN_SCOPED_TABLES
-
+def _recreate(names: tuple[str, ...], dialect: str) -> list[str]:
+    """Drop and create ``names`` from the catalogue (with their PostgreSQL partition index)."""
     stmts = []
-    for name in RUN_SCOPED_TABLES:
+    for name in names:
         t = get_table(name)
         stmts.append(f"DROP TABLE IF EXISTS {t.qualified_name}")
         stmts.append(t.create_sql(dialect))
@@ -66,6 +62,15 @@ def _v3_run_scoped_runtime_tables(dialect: str) -> list[str]:
             cols = ", ".join((t.partition_column, *t.scope_columns))
             stmts.append(f"CREATE INDEX IF NOT EXISTS ix_{t.name}_partition ON {t.qualified_name} ({cols})")
     return stmts
+
+
+def _v3_run_scoped_runtime_tables(dialect: str) -> list[str]:
+    # Strategy and execution tables gain run_id in their key and scope so that two backtests
+    # (or a backtest and a live book) coexist and re-running one replaces only its rows. No
+    # asset wrote these tables before this version, so they are recreated, not altered.
+    from prometheus_lib.storage.catalog import RUN_SCOPED_TABLES
+
+    return _recreate(RUN_SCOPED_TABLES, dialect)
 
 
 def _v4_corporate_actions(dialect: str) -> list[str]:
@@ -91,15 +96,7 @@ def _v5_market_state_tables(dialect: str) -> list[str]:
     # they are recreated, not altered.
     from prometheus_lib.storage.catalog import MARKET_STATE_TABLES
 
-    stmts = []
-    for name in MARKET_STATE_TABLES:
-        t = get_table(name)
-        stmts.append(f"DROP TABLE IF EXISTS {t.qualified_name}")
-        stmts.append(t.create_sql(dialect))
-        if dialect == "postgres":
-            cols = ", ".join((t.partition_column, *t.scope_columns))
-            stmts.append(f"CREATE INDEX IF NOT EXISTS ix_{t.name}_partition ON {t.qualified_name} ({cols})")
-    return stmts
+    return _recreate(MARKET_STATE_TABLES, dialect)
 
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -19,7 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
-from market_state_data import fragility_labels, market_config, roc_auc, synthetic_panel
+from market_state_data import fragility_labels, market_config, perturbed_after, roc_auc, synthetic_panel
 from polars.testing import assert_frame_equal
 
 from prometheus_lib.config.models import FragilityConfig
@@ -27,7 +27,7 @@ from prometheus_lib.fragility import FragilityAlphaEngine, naive_fragility_score
 from prometheus_lib.fragility.drivers import contributions
 from prometheus_lib.fragility.features import FEATURES, panel_features
 from prometheus_lib.fragility.labels import drawdown_labels, forward_drawdown, refit_rows, training_rows
-from prometheus_lib.market_state.panel import INSTRUMENT_ARRAYS, MARKET_ARRAYS, MarketPanel
+from prometheus_lib.market_state.panel import MarketPanel
 from prometheus_lib.market_state.records import dumps
 from prometheus_lib.storage.catalog import get_table
 
@@ -38,7 +38,6 @@ N = CONFIG.horizon_sessions
 KEY = ["entity_type", "entity_id", "session_date"]
 # Five sessions after the refit at row 882: a label leaking into that fit would read rows after CUT.
 CUT = date(2019, 7, 15)
-POSITIVE = {"close", "volume", "vol_21", "vol_63", "vol_ewma", "downside_vol_63", "residual_vol"}
 AUC_FLOOR = 0.68  # the engine reaches 0.72 on this fixture, the naive baseline 0.66
 
 
@@ -52,19 +51,6 @@ def us_run(us):
     panel, _ = us
     days = panel.session_dates()
     return FragilityAlphaEngine(CONFIG).run(panel, days[0], days[-1])
-
-
-def perturbed_after(panel: MarketPanel, cut: date, seed: int = 1) -> MarketPanel:
-    """``panel`` with every cell of every array after ``cut`` replaced by noise (NaN cells too)."""
-    rng = np.random.default_rng(seed)
-    k = panel.index_of(cut) + 1
-    changes = {}
-    for name in (*INSTRUMENT_ARRAYS, *MARKET_ARRAYS):
-        a = getattr(panel, name).copy()
-        noise = rng.lognormal(0.0, 1.0, a[k:].shape) if name in POSITIVE else rng.normal(0.0, 0.1, a[k:].shape)
-        a[k:] = np.where(rng.random(a[k:].shape) < 0.05, np.nan, noise)
-        changes[name] = a
-    return panel.replace(**changes)
 
 
 def up_to(frame: pl.DataFrame, cut: date) -> pl.DataFrame:

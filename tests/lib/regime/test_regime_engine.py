@@ -18,11 +18,18 @@ from datetime import date
 import numpy as np
 import polars as pl
 import pytest
-from market_state_data import balanced_accuracy, detection_lags, market_config, synthetic_panel, truth_frame
+from market_state_data import (
+    balanced_accuracy,
+    detection_lags,
+    market_config,
+    perturbed_after,
+    synthetic_panel,
+    truth_frame,
+)
 
 from prometheus_lib.config.models import RegimeConfig
 from prometheus_lib.market_state.checks import check_probabilities
-from prometheus_lib.market_state.panel import INSTRUMENT_ARRAYS, MARKET_ARRAYS, MarketPanel
+from prometheus_lib.market_state.panel import INSTRUMENT_ARRAYS, MarketPanel
 from prometheus_lib.regime import RegimeEngine, RegimeResult, naive_regime_states
 from prometheus_lib.regime.engine import forward_filter, log_emission
 from prometheus_lib.regime.features import regime_features, trailing_rms
@@ -37,7 +44,6 @@ EVERY_FEATURE = RegimeConfig(features=("dispersion", "volume", "realised_vol", "
                              rolling_sessions=504, burn_in_sessions=126)
 CONFIGS = [pytest.param(DEFAULT, id="default"), pytest.param(EVERY_FEATURE, id="every_feature")]
 CUT = date(2019, 6, 28)
-POSITIVE = {"close", "volume", "vol_21", "vol_63", "vol_ewma", "downside_vol_63", "residual_vol"}
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +54,6 @@ def us() -> tuple[MarketPanel, object]:
 def run_all(panel: MarketPanel, config: RegimeConfig = DEFAULT) -> RegimeResult:
     days = panel.session_dates()
     return RegimeEngine(config).run(panel, days[0], days[-1])
-
-
-def perturbed_after(panel: MarketPanel, cut: date, seed: int = 3) -> MarketPanel:
-    """Every array of ``panel`` replaced by noise on the sessions after ``cut``."""
-    rng = np.random.default_rng(seed)
-    k = panel.index_of(cut) + 1
-    changes = {}
-    for name in (*INSTRUMENT_ARRAYS, *MARKET_ARRAYS):
-        arr = getattr(panel, name).copy()
-        noise = rng.standard_normal(arr[k:].shape)
-        arr[k:] = 50.0 * np.exp(noise) if name in POSITIVE else 0.05 * noise
-        changes[name] = arr
-    return panel.replace(**changes)
 
 
 def rows_up_to(result: RegimeResult, cut: date) -> tuple[pl.DataFrame, np.ndarray]:

@@ -16,12 +16,12 @@ from datetime import date
 import numpy as np
 import polars as pl
 import pytest
-from market_state_data import market_config, synthetic_panel, truth_frame
+from market_state_data import market_config, perturbed_after, synthetic_panel, truth_frame
 from polars.testing import assert_frame_equal
 
 from prometheus_lib.config.models import StabilityConfig
 from prometheus_lib.market_state.checks import check_probabilities, check_values
-from prometheus_lib.market_state.panel import INSTRUMENT_ARRAYS, MARKET_ARRAYS, MarketPanel
+from prometheus_lib.market_state.panel import MarketPanel
 from prometheus_lib.market_state.records import dumps
 from prometheus_lib.stability import (
     COMPONENTS,
@@ -38,7 +38,6 @@ CONFIG = StabilityConfig()
 KEY = ["entity_type", "entity_id", "session_date"]
 MARKET_ID = "US_EQ"
 CUT = date(2019, 6, 28)
-POSITIVE = {"close", "volume", "vol_21", "vol_63", "vol_ewma", "downside_vol_63", "residual_vol"}
 
 
 # ------------------------------------------------------------------ helpers
@@ -67,19 +66,6 @@ def stand_in_regimes(panel: MarketPanel) -> pl.DataFrame:
         "regime_label": "calm",
         "probabilities_json": [dumps({"calm": 1.0 - c, "volatile": 0.0, "crisis": c}) for c in crisis.tolist()],
     })
-
-
-def perturbed_after(panel: MarketPanel, cut: date, seed: int = 1) -> MarketPanel:
-    """``panel`` with every cell of every array after ``cut`` replaced by noise (NaN cells too)."""
-    rng = np.random.default_rng(seed)
-    k = panel.index_of(cut) + 1
-    changes = {}
-    for name in (*INSTRUMENT_ARRAYS, *MARKET_ARRAYS):
-        a = getattr(panel, name).copy()
-        noise = rng.lognormal(0.0, 1.0, a[k:].shape) if name in POSITIVE else rng.normal(0.0, 0.1, a[k:].shape)
-        a[k:] = np.where(rng.random(a[k:].shape) < 0.05, np.nan, noise)
-        changes[name] = a
-    return panel.replace(**changes)
 
 
 def components(vectors: pl.DataFrame) -> pl.DataFrame:
