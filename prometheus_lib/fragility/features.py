@@ -10,7 +10,8 @@ Instrument features
     ``vol_ratio``         ``log(vol_21 / vol_63)`` at T: volatility rising against its quarter.
     ``ewma_ratio``        ``log(vol_ewma / vol_63)`` at T: the same, faster.
     ``idio_vol_ratio``    ``log`` of the 10-session (min 8) standard deviation of the residual
-                          return ``r_s - beta_s m_s`` (s in T-9..T, annualised) over the panel's
+                          simple return ``R_s - beta_s m_s`` (s in T-9..T, annualised; the
+                          panel's beta regresses simple returns on the simple MKT return) over the panel's
                           ``residual_vol`` at T: the instrument's own volatility surging.
     ``vol_of_vol``        standard deviation of the daily change of ``log(vol_21)`` over the 21
                           sessions to T (min 15): how unsteady the volatility is.
@@ -88,7 +89,8 @@ def _instrument_features(panel: MarketPanel) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         log_traded = np.where(listed, _finite(np.log(panel.close * panel.volume)), np.nan)
         d_log_vol = np.diff(_finite(np.log(panel.vol_21)), axis=0, prepend=np.nan)
-    residual = r - panel.beta * panel.market_return[:, None]
+    # The panel's beta and residual vol regress simple returns on the simple MKT return: so does this.
+    residual = np.expm1(r) - panel.beta * panel.market_return[:, None]
     price = np.where(listed, np.cumsum(np.where(np.isfinite(r), r, 0.0), axis=0), np.nan)
     out = {
         "vol_21": panel.vol_21,
