@@ -137,6 +137,39 @@ def _market_state_lines(wh, market_ids: list[str]) -> list[str]:
     return ["", "Market state (current regime per region, filtered):", *lines] if lines else []
 
 
+def _assessment_lines(wh, market_ids: list[str]) -> list[str]:
+    """Per strategy of the markets run: the ensemble's OOS Rank IC (its report) and the promoted model."""
+    import json
+
+    from prometheus_assets.assets.assessment import report_dir
+    from prometheus_lib.assessment.engine import run_id_of
+    from prometheus_lib.config import load_config
+
+    lines: list[str] = []
+    for strategy in (s for s in load_config().strategies if s.market_id in market_ids):
+        sid = strategy.strategy_id
+        decisions = wh.read_table("engine_decisions", scope={"run_id": run_id_of(sid), "mode": "SHARED"},
+                                  columns=["session_date", "decision_json"])
+        if decisions.is_empty():
+            continue
+        last = decisions.sort("session_date").row(-1, named=True)
+        decision = json.loads(last["decision_json"])
+        model = decision.get("model_id") or "none (alphas only)"
+        line = f"  {sid}: {last['session_date']}: scoring model {model}"
+        if decision.get("latest_model") and decision.get("latest_model") != decision.get("model_id"):
+            line += f"\n    latest model {decision['latest_model']} not promoted: {'; '.join(decision.get('latest_gate_reasons') or [])}"
+        path = report_dir(sid) / "report.json"
+        if path.exists():
+            rep = json.loads(path.read_text())
+            ics = {name: s.get("ic", {}).get("rank_ic_mean") for name, s in rep.get("scores", {}).items()}
+            sample = rep.get("sample", {})
+            shown = ", ".join(f"{k} {v:+.4f}" for k, v in ics.items() if v is not None)
+            line += (f"\n    OOS Rank IC ({sample.get('first_session')}..{sample.get('last_session')}, "
+                     f"{sample.get('n_sessions')} sessions): {shown}\n    report: {path.with_name('report.html')}")
+        lines.append(line)
+    return ["", "Assessment (walk-forward, out of sample):", *lines] if lines else []
+
+
 def summarise(runs: list[MarketRun]) -> tuple[str, bool]:
     """Return a text summary of the markets' runs and whether all are healthy (no ERROR check failed).
 
@@ -152,7 +185,7 @@ def summarise(runs: list[MarketRun]) -> tuple[str, bool]:
     with open_defs_warehouse(defs) as wh:
         location = wh.location
         counts = _row_counts(wh, market_ids)
-        state = _market_state_lines(wh, market_ids)
+        state = _market_state_lines(wh, market_ids) + _assessment_lines(wh, market_ids)
     width = max([34, *(len(name) for name, _ in counts)])
     lines += ["", "Rows per table:" if len(runs) == 1 else "Rows per table and market:",
               f"  {'':<{width}} " + " ".join(f"{m:>12}" for m in market_ids)]

@@ -16,11 +16,13 @@ from collections.abc import Iterator
 import dagster as dg
 
 from prometheus_assets.assets.ingestion import build_ingestion_assets
+from prometheus_assets.assets.assessment import ASSESSMENT, build_assessment_assets
 from prometheus_assets.assets.market_state import MARKET_STATE, build_market_state_assets
 from prometheus_assets.assets.panels import build_panel_assets, build_text_staging_assets, dbt_resource
 from prometheus_assets.assets.reference import build_config_assets, build_instrument_master, config_asset_keys
 from prometheus_assets.assets.strategy import build_strategy_assets, strategy_group
 from prometheus_assets.checks import build_ingestion_checks
+from prometheus_assets.checks.assessment import build_assessment_checks
 from prometheus_assets.checks.market_state import build_market_state_checks
 from prometheus_assets.checks.strategy import build_strategy_checks
 from prometheus_assets.constants import (
@@ -74,18 +76,21 @@ def sessions_partitions_def(config: PlatformConfig, market_id: str | None = None
     return session_partitions(market_calendar(market), market.history_start)
 
 
-def _market_jobs(market: MarketScope, sessions: dg.PartitionsDefinition) -> list[dg.UnresolvedAssetJobDefinition]:
-    """The ingest, panels and main jobs of one market: each a single-run backfill over its sessions."""
+def _market_jobs(market: MarketScope, sessions: dg.PartitionsDefinition,
+                 with_assessment: bool = True) -> list[dg.UnresolvedAssetJobDefinition]:
+    """The ingest, panels, market-state, assessment (when the market has strategies) and main jobs
+    of one market: each a single-run backfill over its sessions."""
     reference = dg.AssetSelection.assets(*config_asset_keys()) | dg.AssetSelection.groups(market.group(REFERENCE))
     ingestion = dg.AssetSelection.groups(market.group(INGESTION))
     panels = dg.AssetSelection.groups(market.group(PANELS))
     market_state = dg.AssetSelection.groups(market.group(MARKET_STATE))
+    assessment = dg.AssetSelection.groups(market.group(ASSESSMENT)) if with_assessment else dg.AssetSelection.groups()
     # The text staging views read the text tables of every market, whole: the primary market's
     # main job builds and tests them once per run (see README, the panels).
-    main = reference | ingestion | panels | market_state | (dg.AssetSelection.groups(TEXT_STAGING) if market.is_primary else dg.AssetSelection.groups())
+    main = reference | ingestion | panels | market_state | assessment | (dg.AssetSelection.groups(TEXT_STAGING) if market.is_primary else dg.AssetSelection.groups())
     of = f" of {market.market_id}"
     tags = {"prometheus/market": market.market_id}
-    return [
+    jobs = [
         dg.define_asset_job(
             market.job(INGEST_JOB), selection=reference | ingestion, partitions_def=sessions, tags=tags,
             description=f"Reference tables and session-partitioned ingestion{of} with their checks.",
@@ -100,10 +105,16 @@ def _market_jobs(market: MarketScope, sessions: dg.PartitionsDefinition) -> list
         ),
         dg.define_asset_job(
             market.job(MAIN_JOB), selection=main, partitions_def=sessions, tags=tags,
-            description=f"Ingestion, checks, panels and market-state engines{of}"
+            description=f"Ingestion, checks, panels, market-state engines and assessment{of}"
                         f"{' and the text staging views' if market.is_primary else ''} for a session range, as one run.",
         ),
     ]
+    if with_assessment:
+        jobs.append(dg.define_asset_job(
+            market.job(ASSESSMENT), selection=assessment, partitions_def=sessions, tags=tags,
+            description=f"The assessment of the strategies{of} (signals, instrument scores, walk-forward models) "
+                        "for a session range."))
+    return jobs
 
 
 def build_definitions(config_dir: str | None = None, warehouse: WarehouseResource | None = None) -> dg.Definitions:
@@ -124,9 +135,11 @@ def build_definitions(config_dir: str | None = None, warehouse: WarehouseResourc
         ]
         checks += build_ingestion_checks(sessions, market)
         checks += build_market_state_checks(sessions, market)
-        jobs += _market_jobs(market, sessions)
+        jobs += _market_jobs(market, sessions, any(s.market_id == market.market_id for s in config.strategies))
         # A strategy trades the market it names, on that market's sessions, reading its panels.
         for strategy in (s for s in config.strategies if s.market_id == market.market_id):
+            assets.append(build_assessment_assets(sessions, strategy, market, market_config))
+            checks.extend(build_assessment_checks(sessions, strategy))
             assets.extend(build_strategy_assets(sessions, strategy, market))
             checks.extend(build_strategy_checks(sessions, strategy))
             jobs.append(dg.define_asset_job(

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from prometheus_lib.storage.warehouse import Warehouse
 
 MODE = "BACKTEST"
+SCORES = "instrument_scores"
 PANEL_TABLES = ("prices_daily", "returns_daily", "volatility_daily", "instrument_factors_daily", "factors_daily")
 # Only the columns a backtest reads (instrument_factors_daily alone is 5 M rows at 500 x 10 y).
 PANEL_COLUMNS = {
@@ -108,6 +109,8 @@ class BacktestData:
             if name not in frames:
                 raise DataValidationError(f"backtest data is missing table {name!r}; need {PANEL_TABLES}")
             tm.register(name, frames[name])
+        if SCORES in frames:  # the assessment's scores, for a strategy whose score_source is "assessment"
+            tm.register(SCORES, frames[SCORES])
         actions = frames.get(CORPORATE_ACTIONS)
         if actions is None:
             actions = pl.DataFrame(schema={c: get_table(CORPORATE_ACTIONS).polars_schema[c]
@@ -128,8 +131,13 @@ class BacktestData:
         *,
         market_id: str,
         sessions: Sequence[date],
+        scores: tuple[str, str] | None = None,
     ) -> BacktestData:
-        """Read the panel tables of ``market_id`` for ``sessions`` (history included) from ``warehouse``."""
+        """Read the panel tables of ``market_id`` for ``sessions`` (history included) from ``warehouse``.
+
+        ``scores = (run_id, strategy_id)`` also serves that run's ``instrument_scores`` (the
+        assessment's), point-in-time like the panels.
+        """
         start, end = sessions[0], sessions[-1]
         frames = {
             # in session order, the order the TimeMachine keeps them in
@@ -137,6 +145,10 @@ class BacktestData:
                                        **PANEL_SCOPES.get(name, {})}, columns=cols, order_by=("session_date",))
             for name, cols in PANEL_COLUMNS.items()
         }
+        if scores is not None:
+            frames[SCORES] = warehouse.read_table(
+                SCORES, start=start, end=end, scope={"run_id": scores[0], "strategy_id": scores[1]},
+                columns=("instrument_id", "session_date", "score"), order_by=("session_date",))
         if frames["prices_daily"].is_empty():
             raise DataValidationError(
                 f"no prices_daily rows for market {market_id} between {start} and {end}: ingest them first"

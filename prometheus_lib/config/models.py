@@ -196,6 +196,9 @@ class BaselineStrategyConfig(FrozenModel):
 
     momentum_weight: Annotated[float, Field(ge=0)] = 1.0
     low_vol_weight: Annotated[float, Field(ge=0)] = 1.0
+    # "factors": the score above; "assessment": the strategy's assessment ensemble score at T
+    # (instrument_scores of run assessment/<strategy>, written by its assessment asset).
+    score_source: Literal["factors", "assessment"] = "factors"
     liquidity_window: PositiveInt = 21
     min_adv_value: Annotated[float, Field(ge=0)] = 1_000_000.0
     min_history_sessions: PositiveInt = 63
@@ -391,6 +394,82 @@ class FragilityConfig(FrozenModel):
         return self
 
 
+class AssessmentConfig(FrozenModel):
+    """The assessment engine (``prometheus_lib.assessment``): alphas, LightGBM walk-forward, ensemble.
+
+    The decision at session T trades at T's close (``trade_at: close``) or at T+1's close
+    (``next_close``); the label is the log total return over the ``horizon_sessions`` sessions
+    after the trade. Models are fitted at anchored cuts k (k = min_train_sessions + j *
+    refit_every_sessions panel rows from the market's first priced session) on the sample dates t
+    in ``[k - train_window_sessions, k)`` (every ``train_stride_sessions``-th) whose label ended
+    at least ``embargo_sessions`` sessions before k; hyper-parameters come from purged k-fold CV
+    inside that window; a model scores sessions k .. next cut - 1 only if its CV passed the gates.
+    """
+
+    horizon_sessions: Annotated[int, Field(ge=1, le=252)] = 21
+    trade_at: Literal["close", "next_close"] = "close"
+    # Feature groups (prometheus_lib.assessment.ml.features documents each feature and its as-of rule).
+    feature_groups: tuple[Literal["momentum", "volatility", "liquidity", "alphas", "earnings", "market_state"], ...] = (
+        "momentum", "volatility", "liquidity", "alphas", "earnings", "market_state")
+    # Walk-forward
+    refit_every_sessions: Annotated[int, Field(ge=1)] = 63
+    min_train_sessions: Annotated[int, Field(ge=63)] = 252  # first cut at this panel row
+    train_window_sessions: Annotated[int, Field(ge=63)] = 756
+    train_stride_sessions: Annotated[int, Field(ge=1)] = 5  # one sample date in 5 (labels overlap)
+    embargo_sessions: Annotated[int, Field(ge=0)] = 5
+    cv_folds: Annotated[int, Field(ge=2, le=20)] = 4
+    # LightGBM regression on the cross-sectional rank of the label (deterministic, fixed seed/threads).
+    # The CV picks num_leaves and min_child_samples from these grids by mean OOS rank IC.
+    num_leaves_grid: tuple[Annotated[int, Field(ge=2)], ...] = (7, 15)
+    min_child_samples_grid: tuple[Annotated[int, Field(ge=1)], ...] = (500,)
+    n_estimators: Annotated[int, Field(ge=1)] = 120
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.05
+    feature_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
+    reg_lambda: Annotated[float, Field(ge=0)] = 1.0
+    max_bin: Annotated[int, Field(ge=2)] = 63
+    num_threads: Annotated[int, Field(ge=1)] = 2
+    seed: Annotated[int, Field(ge=0)] = 13
+    # Promotion gates on the CV folds' out-of-sample results of the chosen hyper-parameters.
+    gate_quantiles: Annotated[int, Field(ge=2, le=20)] = 5  # top-minus-bottom quantile portfolio
+    gate_min_oos_sharpe: float = 0.5
+    gate_min_hit_rate: Annotated[float, Field(ge=0, le=1)] = 0.45
+    gate_no_negative_fold: bool = True
+    # Ensemble: confidence-weighted vote of the components (weights renormalised over those present).
+    ensemble_weights: dict[Literal["ml", "rsi", "ema_cross", "macd"], Annotated[float, Field(ge=0)]] = {
+        "ml": 0.5, "rsi": 0.2, "ema_cross": 0.2, "macd": 0.1}
+    regime_filter: Literal["off", "scale", "block"] = "scale"  # longs x (1 - P(crisis)), or none in the crisis state
+    crisis_state: Identifier_lower = "crisis"
+    # Platt calibration of the ensemble score into P(forward return > 0), refitted at every cut on
+    # the already out-of-sample scores of the last calibration_window_sessions whose labels ended.
+    calibration_window_sessions: Annotated[int, Field(ge=21)] = 756
+    calibration_min_rows: Annotated[int, Field(ge=10)] = 500
+    # Signal filters
+    min_adv_value: Annotated[float, Field(ge=0)] = 1_000_000.0  # mean close x volume over liquidity_window
+    liquidity_window: Annotated[int, Field(ge=1)] = 21
+    earnings_blackout_sessions: Annotated[int, Field(ge=0)] = 2  # +- sessions around a call (the next one projected)
+    min_price: Annotated[float, Field(ge=0)] = 5.0
+    # Alpha parameters (Lean's defaults)
+    rsi_period: Annotated[int, Field(ge=2)] = 14
+    ema_fast: Annotated[int, Field(ge=1)] = 12
+    ema_slow: Annotated[int, Field(ge=2)] = 26
+    macd_signal: Annotated[int, Field(ge=1)] = 9
+    macd_threshold: Annotated[float, Field(gt=0)] = 0.01
+
+    @model_validator(mode="after")
+    def _check(self) -> AssessmentConfig:
+        if not self.feature_groups or len(set(self.feature_groups)) != len(self.feature_groups):
+            raise ValueError(f"assessment.feature_groups must be distinct and non-empty, was {list(self.feature_groups)}")
+        if self.ema_fast >= self.ema_slow:
+            raise ValueError(f"assessment.ema_fast ({self.ema_fast}) must be below ema_slow ({self.ema_slow})")
+        if self.train_window_sessions <= self.horizon_sessions + self.embargo_sessions:
+            raise ValueError("assessment.train_window_sessions must exceed horizon_sessions + embargo_sessions")
+        if sum(self.ensemble_weights.values()) <= 0:
+            raise ValueError(f"assessment.ensemble_weights must have a positive weight, was {self.ensemble_weights}")
+        if not self.num_leaves_grid or not self.min_child_samples_grid:
+            raise ValueError("assessment.num_leaves_grid and min_child_samples_grid must not be empty")
+        return self
+
+
 class EnginesConfig(FrozenModel):
     """Engine settings. Engines add their own ``<Engine>Config`` sections as they land."""
 
@@ -398,6 +477,7 @@ class EnginesConfig(FrozenModel):
     regime: RegimeConfig = RegimeConfig()
     stability: StabilityConfig = StabilityConfig()
     fragility: FragilityConfig = FragilityConfig()
+    assessment: AssessmentConfig = AssessmentConfig()
 
 
 class DuckDBConfig(FrozenModel):

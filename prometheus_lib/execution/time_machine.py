@@ -104,6 +104,10 @@ class TimeMachine:
 
     # ------------------------------------------------------------ loading
 
+    def has(self, name: str) -> bool:
+        """Whether table ``name`` is registered."""
+        return name in self._tables
+
     def register(self, name: str, frame: pl.DataFrame, date_column: str = "session_date") -> None:
         """Make ``frame`` readable as table ``name``, cut by ``date_column``.
 

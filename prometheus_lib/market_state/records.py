@@ -62,17 +62,23 @@ def engine_config_frame(engine_name: str, config: FrozenModel, description: str)
 
 
 def decision_frame(engine_name: str, market_id: str, config_hash: str, sessions: Sequence[date],
-                   decisions: Sequence[Mapping], inputs: Sequence[Mapping] | None = None) -> pl.DataFrame:
-    """``engine_decisions`` rows: one per session, ``decisions[i]`` decided at ``sessions[i]``."""
+                   decisions: Sequence[Mapping], inputs: Sequence[Mapping] | None = None,
+                   strategy_id: str | None = None) -> pl.DataFrame:
+    """``engine_decisions`` rows: one per session, ``decisions[i]`` decided at ``sessions[i]``.
+
+    With ``strategy_id`` (an engine run per strategy, like the assessment) the decision id is
+    ``<engine>:<strategy>:<session>`` and the run id ``<engine>/<strategy>``.
+    """
     if len(decisions) != len(sessions) or (inputs is not None and len(inputs) != len(sessions)):
         raise ValueError("decision_frame: sessions, decisions and inputs must have the same length")
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    run_id = engine_run_id(engine_name, market_id)
+    owner = strategy_id or market_id
+    run_id = engine_run_id(engine_name, owner)
     return pl.DataFrame({
-        "decision_id": [f"{engine_name}:{market_id}:{s.isoformat()}" for s in sessions],
+        "decision_id": [f"{engine_name}:{owner}:{s.isoformat()}" for s in sessions],
         "engine_name": [engine_name] * len(sessions),
         "session_date": list(sessions),
-        "strategy_id": [None] * len(sessions),
+        "strategy_id": [strategy_id] * len(sessions),
         "market_id": [market_id] * len(sessions),
         "config_hash": [config_hash] * len(sessions),
         "mode": [SHARED_MODE] * len(sessions),

@@ -318,6 +318,8 @@ _RUNTIME = [
         ("model_id", T, False), ("model_type", T, False), ("engine_name", T, False), ("version", T, False),
         ("trained_at", TS, False), ("train_start", D), ("train_end", D), ("artifact_uri", T),
         ("config_hash", T), ("metrics_json", J),
+        _c("training_cut", D, True, "The session from which the model may be used: every label it trained on ended before it."),
+        _c("artifact_sha256", T, True, "SHA-256 of the artefact at artifact_uri; loading verifies it."),
     ], ["model_id"]),
     _table(RUNTIME, "orders", "One row per order submitted, in any mode.", [
         ("order_id", T, False), ("portfolio_id", T, False), ("session_date", D, False),

@@ -99,6 +99,14 @@ def _v5_market_state_tables(dialect: str) -> list[str]:
     return _recreate(MARKET_STATE_TABLES, dialect)
 
 
+def _v6_model_registry(dialect: str) -> list[str]:
+    # The model registry (prometheus_lib.registry): each model's training cut and its artefact's
+    # checksum. Appended, nullable columns; no-ops on a fresh database (migration 1 made them).
+    t = get_table("models")
+    return [f"ALTER TABLE {t.qualified_name} ADD COLUMN IF NOT EXISTS {col} {t.column(col).sql_type(dialect)}"
+            for col in ("training_cut", "artifact_sha256")]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schemas historical and runtime with every catalogue table", _v1_catalogue),
     Migration(2, "partition indexes for session-partitioned tables (PostgreSQL)", _v2_partition_indexes),
@@ -106,6 +114,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "corporate_actions table and prices_daily.shares_outstanding", _v4_corporate_actions),
     Migration(5, "market-state engine tables: regimes, stability_vectors, fragility_measures, soft_target_classes",
               _v5_market_state_tables),
+    Migration(6, "models.training_cut and models.artifact_sha256 (the model registry)", _v6_model_registry),
 )
 
 

@@ -183,6 +183,11 @@ class BaselineStrategy:
             score = -b.low_vol_weight * z_vol
         elif b.low_vol_weight == 0:
             score = b.momentum_weight * z_mom
+        if b.score_source == "assessment":
+            # The assessment's ensemble score at T (instrument_scores of run assessment/<strategy>):
+            # absent for a filtered or unscored instrument, which then has "no score".
+            score = tm.matrix("instrument_scores", "score", idx)[-1] if tm.has("instrument_scores") \
+                else np.full(len(idx), np.nan)
 
         checks = (
             (np.isfinite(close_now) & (close_now > 0), "no close at the session"),

@@ -33,11 +33,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from prometheus_assets.assets.assessment import assessment_key
 from prometheus_assets.constants import HISTORICAL, RUNTIME, STRATEGY_GROUP_PREFIX
 from prometheus_assets.markets import MarketScope
 from prometheus_assets.partitions import keys_to_sessions
 from prometheus_assets.resources import PlatformResource, WarehouseResource
 from prometheus_lib.analytics import compute_metrics
+from prometheus_lib.assessment.engine import run_id_of as assessment_run_id
 from prometheus_lib.backtest.runner import (
     BacktestData,
     load_book_state,
@@ -141,6 +143,10 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
     panel_deps = [market.key(HISTORICAL, t) for t in
                   ("prices_daily", "returns_daily", "volatility_daily", "instrument_factors_daily", "factors_daily")]
 
+    if strategy.baseline.score_source == "assessment":
+        # The decisions read the assessment's instrument_scores of the same sessions.
+        panel_deps = [*panel_deps, assessment_key(strategy.strategy_id, "instrument_scores")]
+
     @dg.asset(
         key=decisions_key,
         deps=panel_deps,
@@ -156,7 +162,9 @@ def build_strategy_assets(partitions_def: dg.PartitionsDefinition, strategy: Str
         run_id = run_id_of(context, strategy)
         with warehouse.open() as wh:
             history = _history_sessions(platform, market_id, start, end, lookback_sessions(strategy))
-            data = BacktestData.load(wh, market_id=market_id, sessions=history)
+            data = BacktestData.load(wh, market_id=market_id, sessions=history, scores=(
+                assessment_run_id(strategy.strategy_id), strategy.strategy_id)
+                if strategy.baseline.score_source == "assessment" else None)
             prior = _prior_targets(wh, run_id, portfolio.portfolio_id, history, start, strategy, data)
             engine = BaselineStrategy(strategy, data.index, data.sectors, run_id, prior_targets=prior)
             rows, targets = run_decisions(data, engine, portfolio, sessions, run_id=run_id)

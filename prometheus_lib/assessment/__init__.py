@@ -1,0 +1,1 @@
+"""The assessment engine: alphas, LightGBM walk-forward scores, ensemble and calibration."""

@@ -1,0 +1,1 @@
+"""LightGBM walk-forward scores: features, labels, purged CV, promotion gates."""
