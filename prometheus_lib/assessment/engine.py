@@ -84,7 +84,7 @@ def _truncate(inputs: AssessmentInputs, end: date) -> AssessmentInputs:
     panel = p.truncated(end)
     regime = inputs.regime_probabilities[:k] if inputs.regime_probabilities is not None else None
     stability = inputs.stability[:k][:, keep] if inputs.stability is not None else None
-    return AssessmentInputs(panel, inputs.calls, regime, inputs.regime_states, stability)
+    return AssessmentInputs(panel, inputs.calls, regime, inputs.regime_states, stability, inputs.fingerprint)
 
 
 class AssessmentEngine:
@@ -101,9 +101,9 @@ class AssessmentEngine:
         self.config_hash = config.config_hash()
 
     # ------------------------------------------------------------------ walk-forward
-    def _models(self, cube, labels, names, dates, last: int) -> tuple[list[tuple[int, ModelRecord]], list[str]]:
+    def _models(self, cube, labels, names, dates, last: int, context: str) -> tuple[list[tuple[int, ModelRecord]], list[str]]:
         c = self.config
-        thash = training_hash(c, names)
+        thash = training_hash(c, names, context)
         out, trained = [], []
         for cut in walk_forward_cuts(0, last, c.refit_every_sessions, c.min_train_sessions).tolist():
             mid = model_id(self.strategy_id, thash, dates[cut])
@@ -141,7 +141,8 @@ class AssessmentEngine:
         labels = forward_returns(panel, c.horizon_sessions, shift)
 
         t1 = time.perf_counter()
-        fitted, trained = self._models(features.values, labels, list(features.names), dates, last)
+        context = f"{panel.market_id}|{inputs.fingerprint}"
+        fitted, trained = self._models(features.values, labels, list(features.names), dates, last, context)
         timings["training"] = time.perf_counter() - t1
         promotion = {r.model_id: r.gates(c) for _, r in fitted}
 

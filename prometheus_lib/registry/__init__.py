@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
 
 import polars as pl
 
@@ -95,7 +96,7 @@ class ModelRegistry:
     @staticmethod
     def load_artifact(uri: str, sha256: str | None) -> bytes:
         """The artefact's bytes; raises ``ModelIntegrityError`` if missing or its checksum differs."""
-        path = Path(uri.removeprefix("file://")) if uri.startswith("file://") else Path(uri)
+        path = Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
         if not path.is_file():
             raise ModelIntegrityError(f"model artefact {path} is missing")
         payload = path.read_bytes()
@@ -112,10 +113,12 @@ class ModelRegistry:
         if rows.height == 0:
             return None
         r = rows.row(0, named=True)
+        raw = r["metrics_json"]  # PostgreSQL's JSONB arrives as a dict, DuckDB's JSON as text
+        metrics = raw if isinstance(raw, dict) else (json.loads(raw) if raw else {})
         return ModelEntry(model_id=r["model_id"], model_type=r["model_type"], engine_name=r["engine_name"],
                           version=r["version"], train_start=r["train_start"], train_end=r["train_end"],
                           training_cut=r.get("training_cut"), config_hash=r["config_hash"],
-                          metrics=json.loads(r["metrics_json"]) if r["metrics_json"] else {},
+                          metrics=metrics,
                           artifact_uri=r["artifact_uri"], artifact_sha256=r.get("artifact_sha256"),
                           trained_at=r["trained_at"])
 

@@ -37,7 +37,7 @@ ENGINES = {
     "assessment": {"min_train_sessions": 126, "refit_every_sessions": 63, "train_window_sessions": 252,
                    "cv_folds": 3, "num_leaves_grid": [7], "n_estimators": 25, "calibration_min_rows": 100,
                    "min_adv_value": 0, "min_price": 0, "gate_min_oos_sharpe": -100.0, "gate_min_hit_rate": 0.0,
-                   "gate_no_negative_fold": False},
+                   "gate_no_negative_fold": False, "num_threads": 1},
 }
 
 

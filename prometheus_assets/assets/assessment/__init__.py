@@ -102,7 +102,8 @@ def build_assessment_assets(partitions_def: dg.PartitionsDefinition, strategy: S
             calls = wh.read_table("earnings_calls", None, end, {"market_id": market_id},
                                   columns=["instrument_id", "session_date", "eps_actual", "eps_consensus"])
             probabilities, states, stability = market_state_arrays(panel, engines.regime, engines.stability)
-            inputs = AssessmentInputs(panel, calls, probabilities, states, stability)
+            inputs = AssessmentInputs(panel, calls, probabilities, states, stability, fingerprint=(
+                f"regime={engines.regime.config_hash()};stability={engines.stability.config_hash()}"))
             store = RegistryModelStore(ModelRegistry(prometheus_home() / "models", wh), config)
             result = AssessmentEngine(config, sid, store).run(inputs, start, end)
             written = _write(wh, sid, market_id, config, start, end, result, store)

@@ -74,26 +74,44 @@ class AssessmentInputs:
     regime_probabilities: np.ndarray | None = None
     regime_states: tuple[str, ...] = ()
     stability: np.ndarray | None = None
+    # What produced the market-state arrays (e.g. the regime and stability configs' hashes): part of
+    # the models' training hash, so a change there retrains instead of reusing stale models.
+    fingerprint: str = ""
 
     def perturbed_after(self, row: int, rng: np.random.Generator) -> AssessmentInputs:
         """A copy whose every value dated after panel row ``row`` is scrambled (the as-of probe)."""
         p = self.panel
         changes = {}
+        blank = rng.random(p.close[row + 1:].shape) < 0.05  # listings and gaps move too
         for name in ("close", "volume", "log_return", "vol_21", "vol_63", "vol_ewma", "downside_vol_63", "beta",
                      "residual_vol"):
             a = getattr(p, name).copy()
             a[row + 1:] = a[row + 1:] * rng.uniform(0.5, 1.5, a[row + 1:].shape) + rng.normal(0, 0.01, a[row + 1:].shape)
+            a[row + 1:][blank] = np.nan
             changes[name] = a
         for name in ("market_return", "avg_correlation"):
             a = getattr(p, name).copy()
             a[row + 1:] = a[row + 1:] + rng.normal(0, 0.01, a[row + 1:].shape)
             changes[name] = a
         calls = self.calls
-        if calls is not None and calls.height:
+        later = p.sessions[row + 1:].astype("datetime64[D]").astype(object).tolist()
+        if calls is not None and calls.height and later:
             cut = p.sessions[row].astype("datetime64[D]").astype(object)
-            late = pl.col("session_date") > cut
-            calls = calls.with_columns(
-                pl.when(late).then(pl.col("eps_actual") * 3.0 + 1.0).otherwise(pl.col("eps_actual")).alias("eps_actual"))
+            known, late = calls.filter(pl.col("session_date") <= cut), calls.filter(pl.col("session_date") > cut)
+            # Later calls: other values, other sessions, and as many again for random instruments.
+            ids = list(p.instrument_ids)
+            extra = pl.DataFrame({
+                "instrument_id": [ids[int(j)] for j in rng.integers(0, len(ids), late.height + 1)],
+                "session_date": [later[int(j)] for j in rng.integers(0, len(later), late.height + 1)],
+                "eps_actual": rng.normal(1.0, 1.0, late.height + 1), "eps_consensus": rng.normal(1.0, 0.2, late.height + 1),
+            }).cast({c: t for c, t in calls.schema.items() if c in ("instrument_id", "session_date", "eps_actual",
+                                                                    "eps_consensus")})
+            moved = late.with_columns(
+                pl.Series("session_date", [later[int(j)] for j in rng.integers(0, len(later), late.height)],
+                          dtype=calls.schema["session_date"]),
+                (pl.col("eps_actual") * 3.0 + 1.0).alias("eps_actual"))
+            cols = ["instrument_id", "session_date", "eps_actual", "eps_consensus"]
+            calls = pl.concat([known.select(cols), moved.select(cols), extra.select(cols)])
         regime = self.regime_probabilities
         if regime is not None:
             regime = regime.copy()
@@ -102,7 +120,7 @@ class AssessmentInputs:
         if stability is not None:
             stability = stability.copy()
             stability[row + 1:] = rng.uniform(0, 1, stability[row + 1:].shape)
-        return AssessmentInputs(p.replace(**changes), calls, regime, self.regime_states, stability)
+        return AssessmentInputs(p.replace(**changes), calls, regime, self.regime_states, stability, self.fingerprint)
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,7 +176,10 @@ def call_arrays(panel: MarketPanel, calls: pl.DataFrame | None) -> tuple[np.ndar
     surprise_at = np.full((t, n), np.nan)
     if calls is not None and calls.height:
         col = {iid: j for j, iid in enumerate(panel.instrument_ids)}
-        frame = calls.filter(pl.col("instrument_id").is_in(list(col))).sort(["session_date", "instrument_id"])
+        # A total order (two calls of one instrument on one session: the larger surprise row last),
+        # so the result never depends on the order the rows came in.
+        frame = calls.filter(pl.col("instrument_id").is_in(list(col))).sort(
+            ["session_date", "instrument_id", "eps_actual", "eps_consensus"], nulls_last=True)
         days = frame["session_date"].to_numpy().astype("datetime64[D]")
         rows = np.searchsorted(panel.sessions, days)
         ok = (rows < t)

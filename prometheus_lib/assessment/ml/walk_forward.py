@@ -56,10 +56,13 @@ TRAINING_FIELDS = (
 )
 
 
-def training_hash(config: AssessmentConfig, features: Sequence[str]) -> str:
-    """16 hex digits over the training fields and the feature names (an added feature retrains)."""
+def training_hash(config: AssessmentConfig, features: Sequence[str], context: str = "") -> str:
+    """16 hex digits over the training fields, the feature names (an added feature retrains) and
+    ``context`` (the market and what produced the market-state inputs)."""
     payload = {k: v for k, v in config.model_dump(mode="json").items() if k in TRAINING_FIELDS}
     payload["features"] = list(features)
+    if context:
+        payload["context"] = context
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
