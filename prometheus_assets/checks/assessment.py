@@ -86,7 +86,9 @@ def build_assessment_checks(partitions_def: dg.PartitionsDefinition, strategy: S
             rows = wh.query(f"SELECT model_id, metrics_json FROM {t.qualified_name} WHERE model_id IN "
                             f"({', '.join([wh.placeholder] * len(used))})", used) if used else pl.DataFrame(
                                 schema={"model_id": pl.String, "metrics_json": pl.String})
-        promoted = {m: bool(json.loads(j).get("promoted")) for m, j in zip(rows["model_id"], rows["metrics_json"], strict=True)}
+        # PostgreSQL's JSONB arrives as a dict, DuckDB's JSON as text.
+        promoted = {m: bool((j if isinstance(j, dict) else json.loads(j)).get("promoted"))
+                    for m, j in zip(rows["model_id"], rows["metrics_json"].to_list(), strict=True)}
         missing = [m for m in used if m not in promoted]
         failed = [m for m in used if m in promoted and not promoted[m]]
         ok = not missing and not failed
