@@ -33,7 +33,7 @@ import polars as pl
 
 from prometheus_lib.assessment.alphas import compute_alphas
 from prometheus_lib.assessment.ensemble import Calibration, apply_regime_filter, fit_calibration, ml_component, vote
-from prometheus_lib.assessment.filters import FILTER_NAMES, filter_reasons, signal_filters
+from prometheus_lib.assessment.filters import FILTER_NAMES, reason_lists, signal_filters
 from prometheus_lib.assessment.ml.cv import walk_forward_cuts
 from prometheus_lib.assessment.ml.features import (
     AssessmentInputs, ExtraFeature, alpha_params, build_features, call_arrays, check_as_of)
@@ -234,12 +234,8 @@ class AssessmentEngine:
         prob = probability[ri, ci]
         bits = fmask[ri, ci]
         tradable = bits == 0
-        reasons: list[list[str]] = [[] for _ in range(ri.size)]
-        adv, since, until = fvalues["adv"], fvalues["since_call"], fvalues["until_next_call"]
-        for k in np.flatnonzero(~tradable).tolist():
-            r, j = int(ri[k]), int(ci[k])
-            reasons[k] = filter_reasons(int(bits[k]), float(adv[r, j]), float(panel.close[r, j]), float(since[r, j]),
-                                        float(until[r, j]), c)
+        reasons = reason_lists(bits, fvalues["adv"][ri, ci], panel.close[ri, ci], fvalues["since_call"][ri, ci],
+                               fvalues["until_next_call"][ri, ci], c)
         regime = [regime_label[r] for r in ri.tolist()]
         model_of = [active[r].model_id if active[r] is not None else None for r in ri.tolist()]
 
@@ -251,7 +247,7 @@ class AssessmentEngine:
             "ensemble": num(score), "probability": num(prob), "expected_return": num(expected[ri, ci]),
             "model_id": pl.Series(model_of, dtype=pl.String), "regime": pl.Series(regime, dtype=pl.String),
             "tradable": pl.Series(tradable, dtype=pl.Boolean),
-            "filters": pl.Series(reasons, dtype=pl.List(pl.String)),
+            "filters": reasons,
         })
         components_json = comp.select(pl.struct(sorted(comp.columns)).struct.json_encode())[:, 0]
         keys = [f"{self.strategy_id}|{i}|{s.isoformat()}|{self.config_hash}" for i, s in zip(ids, sessions, strict=True)]

@@ -17,11 +17,12 @@ and the values the reasons quote.
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
 from prometheus_lib.config.models import AssessmentConfig
 from prometheus_lib.market_state.panel import MarketPanel
 
-__all__ = ["FILTER_NAMES", "QUARTER_SESSIONS", "filter_reasons", "signal_filters"]
+__all__ = ["FILTER_NAMES", "QUARTER_SESSIONS", "filter_reasons", "reason_lists", "signal_filters"]
 
 FILTER_NAMES = ("liquidity", "earnings_blackout", "price_floor")
 QUARTER_SESSIONS = 63
@@ -54,15 +55,32 @@ def signal_filters(panel: MarketPanel, last_call_row: np.ndarray, config: Assess
     return mask, {"adv": adv, "since_call": since, "until_next_call": until_next}
 
 
+def reason_lists(bits: np.ndarray, adv: np.ndarray, close: np.ndarray, since: np.ndarray, until: np.ndarray,
+                 config: AssessmentConfig) -> pl.Series:
+    """Per cell, the reasons of its filter bits (empty when none), built column-wise (polars)."""
+    def finite_or_nan(x) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        return np.where(np.isfinite(x), x, np.nan)
+
+    frame = pl.DataFrame({"b": np.asarray(bits, dtype=np.int64), "adv": finite_or_nan(adv), "close": finite_or_nan(close),
+                          "since": finite_or_nan(since), "until": finite_or_nan(until)}
+                         ).with_columns(pl.col(pl.Float64).fill_nan(None))
+    b, blackout = pl.col("b"), config.earnings_blackout_sessions
+    finite = pl.col("adv").is_not_null()
+    liquidity = pl.when((b & 1) > 0).then(
+        pl.when(finite).then(pl.format("liquidity: average traded value {} < {}",
+                                       pl.col("adv").round(0).cast(pl.Int64), pl.lit(f"{config.min_adv_value:.0f}")))
+        .otherwise(pl.lit("liquidity: too few sessions of traded value")))
+    earnings = pl.when((b & 2) > 0).then(
+        pl.when(pl.col("since") <= blackout)
+        .then(pl.format("earnings_blackout: call {} session(s) ago", pl.col("since").cast(pl.Int64)))
+        .otherwise(pl.format("earnings_blackout: next call projected in {} session(s)", pl.col("until").cast(pl.Int64))))
+    price = pl.when((b & 4) > 0).then(
+        pl.format("price_floor: close {} < {}", pl.col("close").round(4), pl.lit(f"{config.min_price:g}")))
+    return frame.select(pl.concat_list([liquidity, earnings, price]).list.drop_nulls().alias("filters")).to_series()
+
+
 def filter_reasons(bits: int, adv: float, close: float, since: float, until: float, config: AssessmentConfig) -> list[str]:
-    """The human-readable reasons of one cell's filter bits."""
-    out = []
-    if bits & 1:
-        out.append(f"liquidity: average traded value {adv:,.0f} < {config.min_adv_value:,.0f}"
-                   if np.isfinite(adv) else "liquidity: too few sessions of traded value")
-    if bits & 2:
-        out.append(f"earnings_blackout: call {int(since)} session(s) ago" if since <= config.earnings_blackout_sessions
-                   else f"earnings_blackout: next call projected in {int(until)} session(s)")
-    if bits & 4:
-        out.append(f"price_floor: close {close:.4g} < {config.min_price:g}")
-    return out
+    """The human-readable reasons of one cell's filter bits (``reason_lists`` of one cell)."""
+    return reason_lists(np.array([bits]), np.array([adv]), np.array([close]), np.array([since]), np.array([until]),
+                        config).to_list()[0]

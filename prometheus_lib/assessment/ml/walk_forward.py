@@ -7,7 +7,7 @@ ended at least ``embargo_sessions`` before k, inside ``train_window_sessions``, 
 
 1. runs purged k-fold CV (``cv.purged_kfold``, by date, purge = the label horizon, plus the
    embargo) for each hyper-parameter set of the grid (``num_leaves_grid`` x
-   ``min_child_samples_grid``); per fold it records the in-sample and out-of-sample Rank IC, and
+   ``min_child_samples_grid``); per fold it records the in-sample (every 4th training date) and out-of-sample Rank IC, and
    the OOS top-minus-bottom quantile portfolio (``gate_quantiles``): its annualised Sharpe
    (``mean / std x sqrt(252 / h)`` over the fold's test dates) and hit rate (share of test
    dates with a positive spread);
@@ -51,9 +51,13 @@ __all__ = ["TRAINING_FIELDS", "MemoryModelStore", "ModelRecord", "ModelStore", "
 TRAINING_FIELDS = (
     "horizon_sessions", "trade_at", "feature_groups", "refit_every_sessions", "min_train_sessions",
     "train_window_sessions", "train_stride_sessions", "embargo_sessions", "cv_folds", "num_leaves_grid",
-    "min_child_samples_grid", "n_estimators", "learning_rate", "feature_fraction", "reg_lambda", "max_bin",
+    "min_child_samples_grid", "n_estimators", "learning_rate", "feature_fraction", "bagging_fraction", "reg_lambda",
+    "max_bin",
     "num_threads", "seed", "gate_quantiles", "rsi_period", "ema_fast", "ema_slow", "macd_signal", "macd_threshold",
 )
+
+
+_IN_SAMPLE_EVERY = 4
 
 
 def training_hash(config: AssessmentConfig, features: Sequence[str], context: str = "") -> str:
@@ -124,6 +128,7 @@ def _params(config: AssessmentConfig, num_leaves: int, min_child_samples: int) -
         "min_data_in_leaf": min_child_samples, "feature_fraction": config.feature_fraction,
         "lambda_l2": config.reg_lambda, "max_bin": config.max_bin, "num_threads": config.num_threads,
         "seed": config.seed, "deterministic": True, "force_row_wise": True, "verbosity": -1,
+        **({"bagging_fraction": config.bagging_fraction, "bagging_freq": 1} if config.bagging_fraction < 1 else {}),
     }
 
 
@@ -272,8 +277,10 @@ def fit_at(cut: int, cube: np.ndarray, labels: np.ndarray, names: Sequence[str],
                 tr = np.isin(row_date, fold.train)
                 te = np.isin(row_date, fold.test)
                 booster = _train(x[tr], y[tr], params, c.n_estimators, names)
-                is_ic, _ = per_date_metrics(row_date[tr], booster.predict(x[tr], num_threads=c.num_threads),
-                                            y_raw[tr], c.gate_quantiles)
+                # In-sample Rank IC on every 4th training date (predicting them all costs a third of a fit).
+                ins = np.isin(row_date, fold.train[::_IN_SAMPLE_EVERY])
+                is_ic, _ = per_date_metrics(row_date[ins], booster.predict(x[ins], num_threads=c.num_threads),
+                                            y_raw[ins], c.gate_quantiles)
                 oos_ic, spreads = per_date_metrics(row_date[te], booster.predict(x[te], num_threads=c.num_threads),
                                                    y_raw[te], c.gate_quantiles)
                 fold_rows.append({

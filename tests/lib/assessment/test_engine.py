@@ -17,6 +17,7 @@ filters (filtered instruments keep their signal with the reasons, and leave inst
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import re
 from datetime import date
@@ -405,16 +406,20 @@ def test_with_impossible_gates_no_model_is_promoted_and_the_alphas_alone_score(i
 
 
 def test_a_failed_model_keeps_the_previous_promoted_one_scoring_with_its_reasons(inputs, base) -> None:
-    # Arrange: a Sharpe gate between a model's OOS Sharpe and a lower one after it
+    # Arrange: a Sharpe gate every model passes, but the last one's stored CV Sharpe lowered under
+    # it (the gates are read at use, from the stored fold metrics)
     result, store = base
     sharpes = [r.oos["sharpe"] for r in result.records]
-    assert all(s is not None and np.isfinite(s) for s in sharpes)
-    j = next(k for k in range(1, len(sharpes)) if sharpes[k] < max(sharpes[:k]))
-    gate = (sharpes[j] + max(sharpes[:j])) / 2
+    assert len(sharpes) >= 2 and all(s is not None and np.isfinite(s) for s in sharpes)
+    gate = round(min(sharpes) - 0.5, 6)
+    last = result.records[-1]
+    failing = dataclasses.replace(last, oos={**last.oos, "sharpe": gate - 1.0})
+    stored = copy_of(store)
+    stored.records[last.model_id] = failing
     config = with_(gate_min_oos_sharpe=gate, gate_min_hit_rate=0.0, gate_no_negative_fold=False)
 
-    # Act: the gates are read at use: the same store, nothing retrained
-    out = AssessmentEngine(config, STRATEGY, copy_of(store)).run(inputs, START, END)
+    # Act: the same store, nothing retrained
+    out = AssessmentEngine(config, STRATEGY, stored).run(inputs, START, END)
 
     # Assert
     assert out.trained == []

