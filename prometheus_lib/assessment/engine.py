@@ -284,7 +284,10 @@ class AssessmentEngine:
         # One decision per session with output.
         out_rows = sorted(set(ri.tolist()))
         decisions, inputs_json = [], []
-        row_of = {r: np.flatnonzero(ri == r) for r in out_rows} if out_rows else {}
+        # ri is sorted (np.nonzero walks rows in order): each session's cells are one slice.
+        lo = np.searchsorted(ri, out_rows, side="left")
+        hi = np.searchsorted(ri, out_rows, side="right")
+        row_of = {r: np.arange(a, b) for r, a, b in zip(out_rows, lo.tolist(), hi.tolist(), strict=True)}
         first_cut = fitted[0][0] if fitted else None
         for r in out_rows:
             idx = row_of[r]
